@@ -1,0 +1,65 @@
+/**
+ * sync-core: offline-first background sync for mobile and desktop apps.
+ *
+ * The core is platform-agnostic and does no I/O of its own: storage, network and scheduling come
+ * in through ports. Adapters live at `sync-core/better-sqlite3` and `sync-core/sql-js`.
+ *
+ * @packageDocumentation
+ */
+
+export type { EntityOptions, QueueLimits } from './config.js';
+export { DEFAULT_MAX_PAYLOAD_BYTES } from './config.js';
+export type { Clock, RandomSource } from './contracts/clock.js';
+export { defaultRandom, systemClock } from './contracts/clock.js';
+export type {
+  BuiltinOp,
+  JsonObject,
+  JsonValue,
+  Mutation,
+  MutationError,
+  MutationInput,
+  MutationState,
+  QueueStats,
+  Scope,
+  Version,
+} from './contracts/records.js';
+export type { StandardSchemaV1 } from './contracts/standard-schema.js';
+export type {
+  MaybePromise,
+  RunResult,
+  SqlExecutor,
+  SqlParams,
+  SqlRow,
+  SqlValue,
+  StorageAdapter,
+  StorageCapabilities,
+  TransactionMode,
+} from './contracts/storage-adapter.js';
+export type {
+  EngineTransaction,
+  QueueApi,
+  ScopeOption,
+  StopResult,
+  SyncEngine,
+  SyncEngineOptions,
+} from './engine/create-sync-engine.js';
+export { createSyncEngine } from './engine/create-sync-engine.js';
+export type {
+  StorageErrorCode,
+  SyncErrorCode,
+  SyncErrorOptions,
+  ValidationIssue,
+} from './errors.js';
+export {
+  ConfigError,
+  NotFoundError,
+  StateError,
+  StorageError,
+  SyncError,
+  ValidationError,
+} from './errors.js';
+export type { MutationEnqueuedEvent, SyncEvents } from './events.js';
+export { MAX_JSON_DEPTH } from './queue/json-safety.js';
+export type { CoalesceOutcome, EnqueuedMutation, ListOptions } from './queue/mutation-queue.js';
+export { MAX_DEPENDENCIES, MAX_ENTITY_ID_LENGTH } from './queue/prepare-mutation.js';
+export { SCHEMA_VERSION } from './storage/migrations.js';

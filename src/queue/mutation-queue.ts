@@ -1,0 +1,485 @@
+import type { Clock, RandomSource } from '../contracts/clock.js';
+import type {
+  JsonValue,
+  Mutation,
+  MutationError,
+  MutationState,
+  QueueStats,
+  Scope,
+  Version,
+} from '../contracts/records.js';
+import { StateError, ValidationError } from '../errors.js';
+import type { Executor, GuardedStorage } from '../storage/guarded-storage.js';
+import { decideCoalesce } from './coalesce.js';
+import { uuidV4, uuidV7 } from './ids.js';
+import { utf8Length } from './json-safety.js';
+import type { PreparedMutation } from './prepare-mutation.js';
+import { parseScopeKey, scopeKey } from './scope.js';
+
+/** How `enqueue` treated a mutation when coalescing is on for its entity type. */
+export type CoalesceOutcome = 'none' | 'merged' | 'cancelled';
+
+/**
+ * A mutation as `enqueue` returns it.
+ *
+ * - `coalesced: 'none'`: stored as a new mutation.
+ * - `'merged'`: merged into the record's last unsent mutation; this *is* that stored mutation (its
+ *   id, its place in the queue) with the merged payload.
+ * - `'cancelled'`: a delete cancelled the record's unsent create; this is the removed create as it
+ *   was, and neither it nor the delete will be sent.
+ */
+export type EnqueuedMutation = Mutation & { readonly coalesced: CoalesceOutcome };
+
+/** What happened to one claimed mutation, as the engine records it. */
+export type MutationOutcome =
+  /** The server confirmed it (applied or duplicate): it leaves the queue. */
+  | { readonly type: 'confirmed' }
+  /** Send again later; `countsAttempt` is false for failures that never count (DESIGN.md §5). */
+  | {
+      readonly type: 'retry';
+      readonly nextAttemptAt: number;
+      readonly error: MutationError;
+      readonly countsAttempt: boolean;
+    }
+  /** Not sent, or sent without effect (offline, aborted): back to pending, no attempt counted. */
+  | { readonly type: 'release' }
+  /** Dead-lettered: rejected by the server, or out of attempts. */
+  | { readonly type: 'failed'; readonly error: MutationError; readonly countsAttempt: boolean };
+
+/** One entry of {@link MutationQueue.record}. */
+export interface RecordEntry {
+  readonly id: string;
+  readonly outcome: MutationOutcome;
+}
+
+/** Limits and identity of one claim. */
+export interface ClaimRequest {
+  readonly scope: Scope;
+  /** Claim token: results are recorded only by the holder of the claim. */
+  readonly token: string;
+  readonly claimTtlMs: number;
+  /** At most this many mutations. */
+  readonly maxCount: number;
+  /** At most this many payload bytes (at least one mutation is claimed whatever its size). */
+  readonly maxBytes: number;
+}
+
+/** Filter for {@link MutationQueue.list}. */
+export interface ListOptions {
+  /** Only mutations in these states. Default: all. */
+  readonly state?: MutationState | readonly MutationState[];
+  /** Only this entity type. */
+  readonly entity?: string;
+  /** Only this scope; `'all'` for every scope. */
+  readonly scope?: Scope | 'all';
+  /** Only mutations after this `seq` (keyset pagination). */
+  readonly afterSeq?: number;
+  /** At most this many. @default 100 (max 1000) */
+  readonly limit?: number;
+}
+
+interface MutationRow {
+  seq: number;
+  id: string;
+  key: string;
+  scope: string;
+  entity: string;
+  entity_id: string;
+  op: string;
+  data: string | null;
+  bytes: number;
+  base_version: string | null;
+  depends_on: string | null;
+  state: MutationState;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  sent: number;
+  created_at: number;
+  updated_at: number;
+}
+
+const COLUMNS =
+  'seq, id, key, scope, entity, entity_id, op, data, bytes, base_version, depends_on, state, attempts, next_attempt_at, last_error, sent, created_at, updated_at';
+
+const INSERT_SQL = `INSERT INTO sync_mutations
+  (id, key, scope, entity, entity_id, op, data, bytes, base_version, depends_on, state, attempts, next_attempt_at, created_at, updated_at)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) RETURNING seq`;
+
+const TAIL_SQL = `SELECT ${COLUMNS} FROM sync_mutations
+  WHERE scope = ? AND entity = ? AND entity_id = ? ORDER BY seq DESC LIMIT 1`;
+
+// Due heads: pending, due, no earlier mutation on the same record (whatever its state: an
+// inflight, failed or conflicted predecessor blocks its record, never the whole queue), and every
+// dependency confirmed (gone from the table).
+const CLAIM_SQL = `SELECT ${COLUMNS} FROM sync_mutations AS m
+  WHERE m.scope = ? AND m.state = 'pending' AND m.next_attempt_at <= ?
+    AND NOT EXISTS (SELECT 1 FROM sync_mutations AS p
+      WHERE p.scope = m.scope AND p.entity = m.entity AND p.entity_id = m.entity_id AND p.seq < m.seq)
+    AND (m.depends_on IS NULL OR NOT EXISTS (
+      SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))
+  ORDER BY m.seq LIMIT ?`;
+
+function parseJson<T>(text: string | null): T | null {
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+function toMutation(row: MutationRow): Mutation {
+  return {
+    seq: row.seq,
+    id: row.id,
+    key: row.key,
+    scope: parseScopeKey(row.scope),
+    entity: row.entity,
+    entityId: row.entity_id,
+    op: row.op,
+    data: parseJson<JsonValue>(row.data),
+    baseVersion: parseJson<Version>(row.base_version),
+    dependsOn: parseJson<string[]>(row.depends_on) ?? [],
+    state: row.state,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastError: parseJson<MutationError>(row.last_error),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function placeholders(count: number): string {
+  return new Array(count).fill('?').join(', ');
+}
+
+/**
+ * The durable mutation queue: every SQL statement that touches `sync_mutations`.
+ *
+ * Apps reach it through the engine (`engine.enqueue`, `engine.queue`); the engine's runs use
+ * {@link MutationQueue.claim}, {@link MutationQueue.record} and {@link MutationQueue.recoverExpired}.
+ * Every write is a single statement or one immediate transaction, so a crash at any instant leaves
+ * the queue as it was before or after the call, never between (DESIGN.md invariant 1).
+ */
+export class MutationQueue {
+  readonly #storage: GuardedStorage;
+  readonly #clock: Clock;
+  readonly #random: RandomSource;
+
+  constructor(storage: GuardedStorage, clock: Clock, random: RandomSource) {
+    this.#storage = storage;
+    this.#clock = clock;
+    this.#random = random;
+  }
+
+  /**
+   * Store one prepared mutation under `scope`, coalescing when its entity type asks for it.
+   * Runs on `executor`: pass a transaction's executor to commit together with the app's own write.
+   * Coalescing reads the record's last mutation then rewrites it, so when
+   * {@link needsTransaction} says so the caller must pass a transaction's executor (another
+   * process could otherwise claim the row between the read and the write).
+   */
+  static needsTransaction(prepared: PreparedMutation): boolean {
+    return prepared.entity.coalesce && (prepared.op === 'update' || prepared.op === 'delete');
+  }
+
+  async insert(executor: Executor, scope: Scope, prepared: PreparedMutation): Promise<EnqueuedMutation> {
+    const key = scopeKey(scope);
+    if (MutationQueue.needsTransaction(prepared)) {
+      const [tail] = await executor.all<MutationRow>(TAIL_SQL, [key, prepared.entity.name, prepared.entityId]);
+      if (tail && tail.state === 'pending' && tail.sent === 0) {
+        const merged = await this.#coalesce(executor, tail, prepared);
+        if (merged) return merged;
+      }
+    }
+    const now = this.#clock.now();
+    const id = uuidV7(now, this.#random);
+    const idempotencyKey = uuidV4(this.#random);
+    const baseVersion = prepared.baseVersion === null ? null : JSON.stringify(prepared.baseVersion);
+    const dependsOn = prepared.dependsOn.length === 0 ? null : JSON.stringify(prepared.dependsOn);
+    const rows = await executor.all<{ seq: number }>(INSERT_SQL, [
+      id,
+      idempotencyKey,
+      key,
+      prepared.entity.name,
+      prepared.entityId,
+      prepared.op,
+      prepared.dataJson,
+      prepared.bytes,
+      baseVersion,
+      dependsOn,
+      now,
+      now,
+      now,
+    ]);
+    return {
+      seq: Number(rows[0]!.seq),
+      id,
+      key: idempotencyKey,
+      scope,
+      entity: prepared.entity.name,
+      entityId: prepared.entityId,
+      op: prepared.op,
+      data: prepared.data,
+      baseVersion: prepared.baseVersion,
+      dependsOn: prepared.dependsOn,
+      state: 'pending',
+      attempts: 0,
+      nextAttemptAt: now,
+      lastError: null,
+      createdAt: now,
+      updatedAt: now,
+      coalesced: 'none',
+    };
+  }
+
+  async #coalesce(
+    executor: Executor,
+    tail: MutationRow,
+    prepared: PreparedMutation,
+  ): Promise<EnqueuedMutation | undefined> {
+    const last = toMutation(tail);
+    const decision = decideCoalesce(last, prepared);
+    if (decision.kind === 'append') return undefined;
+    const now = this.#clock.now();
+    if (decision.kind === 'cancel') {
+      await executor.run('DELETE FROM sync_mutations WHERE seq = ?', [tail.seq]);
+      return { ...last, coalesced: 'cancelled' };
+    }
+    const dataJson = decision.data === null ? null : JSON.stringify(decision.data);
+    const bytes = dataJson === null ? 0 : utf8Length(dataJson);
+    // A merge that would outgrow the limit is queued separately instead: both parts were valid.
+    if (bytes > prepared.entity.maxPayloadBytes) return undefined;
+    const dependsOn = [...new Set([...last.dependsOn, ...prepared.dependsOn])];
+    await executor.run(
+      'UPDATE sync_mutations SET op = ?, data = ?, bytes = ?, depends_on = ?, updated_at = ? WHERE seq = ?',
+      [decision.op, dataJson, bytes, dependsOn.length === 0 ? null : JSON.stringify(dependsOn), now, tail.seq],
+    );
+    return { ...last, op: decision.op, data: decision.data, dependsOn, updatedAt: now, coalesced: 'merged' };
+  }
+
+  /**
+   * Claim the next due mutations of `scope` for sending, oldest first: each is the earliest
+   * unconfirmed mutation of its record (DESIGN.md invariant 3, so a record never has two in
+   * flight) with every dependency confirmed. Claimed rows become `inflight` with the token and
+   * an expiry; a run that dies leaves them to {@link MutationQueue.recoverExpired}.
+   */
+  async claim(request: ClaimRequest): Promise<Mutation[]> {
+    return this.#storage.transaction('immediate', async (tx) => {
+      const now = this.#clock.now();
+      const rows = await tx.all<MutationRow>(CLAIM_SQL, [scopeKey(request.scope), now, request.maxCount]);
+      let bytes = 0;
+      let take = 0;
+      for (const row of rows) {
+        if (take > 0 && bytes + row.bytes > request.maxBytes) break;
+        bytes += row.bytes;
+        take++;
+      }
+      const claimed = rows.slice(0, take);
+      if (claimed.length === 0) return [];
+      await tx.run(
+        `UPDATE sync_mutations SET state = 'inflight', claim_token = ?, claim_expires_at = ?, sent = 1, updated_at = ?
+         WHERE seq IN (${placeholders(claimed.length)})`,
+        [request.token, now + request.claimTtlMs, now, ...claimed.map((row) => row.seq)],
+      );
+      return claimed.map((row) =>
+        toMutation({ ...row, state: 'inflight', sent: 1, updated_at: now }),
+      );
+    });
+  }
+
+  /**
+   * Record the outcome of claimed mutations in one transaction: all of them or none (FAULTS.md 4).
+   * An entry whose claim is no longer held under `token` (it expired and was recovered) is skipped
+   * and reported in `stale`: its result belongs to whoever holds the claim now.
+   */
+  async record(token: string, entries: readonly RecordEntry[]): Promise<{ recorded: number; stale: string[] }> {
+    if (entries.length === 0) return { recorded: 0, stale: [] };
+    return this.#storage.transaction('immediate', async (tx) => {
+      const now = this.#clock.now();
+      let recorded = 0;
+      const stale: string[] = [];
+      for (const { id, outcome } of entries) {
+        let changes: number;
+        switch (outcome.type) {
+          case 'confirmed':
+            ({ changes } = await tx.run('DELETE FROM sync_mutations WHERE id = ? AND claim_token = ?', [id, token]));
+            break;
+          case 'retry':
+            ({ changes } = await tx.run(
+              `UPDATE sync_mutations SET state = 'pending', attempts = attempts + ?, next_attempt_at = ?, last_error = ?,
+                 claim_token = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ? AND claim_token = ?`,
+              [outcome.countsAttempt ? 1 : 0, outcome.nextAttemptAt, JSON.stringify(outcome.error), now, id, token],
+            ));
+            break;
+          case 'release':
+            ({ changes } = await tx.run(
+              `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+               WHERE id = ? AND claim_token = ?`,
+              [now, id, token],
+            ));
+            break;
+          case 'failed':
+            ({ changes } = await tx.run(
+              `UPDATE sync_mutations SET state = 'failed', attempts = attempts + ?, last_error = ?,
+                 claim_token = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ? AND claim_token = ?`,
+              [outcome.countsAttempt ? 1 : 0, JSON.stringify(outcome.error), now, id, token],
+            ));
+            break;
+        }
+        if (changes === 0) stale.push(id);
+        else recorded++;
+      }
+      return { recorded, stale };
+    });
+  }
+
+  /**
+   * Return inflight mutations whose claim expired to pending, without counting an attempt: the
+   * run that claimed them died or lost its lease. A claim expiring implausibly far in the future
+   * (the wall clock went back) is treated as expired too, so a clock jump cannot strand it.
+   *
+   * @returns how many were recovered.
+   */
+  async recoverExpired(claimTtlMs: number): Promise<number> {
+    const now = this.#clock.now();
+    const { changes } = await this.#storage.run(
+      `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+       WHERE state = 'inflight' AND (claim_expires_at <= ? OR claim_expires_at > ?)`,
+      [now, now, now + claimTtlMs],
+    );
+    return changes;
+  }
+
+  /** Counts per state and the age of the oldest mutation; one scope, or every scope. */
+  async stats(scope: Scope | 'all'): Promise<QueueStats> {
+    const rows =
+      scope === 'all'
+        ? await this.#storage.all<{ state: MutationState; n: number; oldest: number }>(
+            'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations GROUP BY state',
+          )
+        : await this.#storage.all<{ state: MutationState; n: number; oldest: number }>(
+            'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations WHERE scope = ? GROUP BY state',
+            [scopeKey(scope)],
+          );
+    const counts: Record<MutationState, number> = { pending: 0, inflight: 0, failed: 0, conflict: 0 };
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const row of rows) {
+      counts[row.state] = Number(row.n);
+      oldest = Math.min(oldest, Number(row.oldest));
+    }
+    const total = counts.pending + counts.inflight + counts.failed + counts.conflict;
+    return {
+      ...counts,
+      total,
+      oldestAgeMs: total === 0 ? null : Math.max(0, this.#clock.now() - oldest),
+    };
+  }
+
+  /** List mutations in queue order. */
+  async list(options: ListOptions, activeScope: Scope | undefined): Promise<Mutation[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    const scope = options.scope ?? activeScope ?? 'all';
+    if (scope !== 'all') {
+      where.push('scope = ?');
+      params.push(scopeKey(scope));
+    }
+    if (options.state !== undefined) {
+      const states = typeof options.state === 'string' ? [options.state] : [...options.state];
+      where.push(`state IN (${placeholders(states.length)})`);
+      params.push(...states);
+    }
+    if (options.entity !== undefined) {
+      where.push('entity = ?');
+      params.push(options.entity);
+    }
+    if (options.afterSeq !== undefined) {
+      where.push('seq > ?');
+      params.push(options.afterSeq);
+    }
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new ValidationError('VALIDATION_FAILED', [
+        { path: ['limit'], message: `expected an integer from 1 to 1000, got ${String(limit)}` },
+      ]);
+    }
+    params.push(limit);
+    const rows = await this.#storage.all<MutationRow>(
+      `SELECT ${COLUMNS} FROM sync_mutations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`,
+      params,
+    );
+    return rows.map(toMutation);
+  }
+
+  /** One mutation by id, or `undefined` when it is not (or no longer) queued. */
+  async get(id: string): Promise<Mutation | undefined> {
+    const rows = await this.#storage.all<MutationRow>(`SELECT ${COLUMNS} FROM sync_mutations WHERE id = ?`, [id]);
+    return rows[0] && toMutation(rows[0]);
+  }
+
+  /**
+   * Make failed mutations pending again with a fresh attempt count, and pending ones due now.
+   * Mutations in other states are left alone.
+   *
+   * @returns the ids made due.
+   */
+  async retry(selection: readonly string[] | { readonly allFailed: true }, scope: Scope | 'all'): Promise<string[]> {
+    return this.#storage.transaction('immediate', async (tx) => {
+      const now = this.#clock.now();
+      const scopeWhere = scope === 'all' ? '' : ' AND scope = ?';
+      const scopeParams = scope === 'all' ? [] : [scopeKey(scope)];
+      const rows = Array.isArray(selection)
+        ? await this.#selectByIds(tx, selection as readonly string[], "state IN ('failed', 'pending')")
+        : await tx.all<{ seq: number; id: string }>(
+            `SELECT seq, id FROM sync_mutations WHERE state = 'failed'${scopeWhere} ORDER BY seq`,
+            scopeParams,
+          );
+      for (const row of rows) {
+        await tx.run(
+          `UPDATE sync_mutations SET attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,
+             state = 'pending', next_attempt_at = ?, updated_at = ? WHERE seq = ?`,
+          [now, now, row.seq],
+        );
+      }
+      return rows.map((row) => row.id);
+    });
+  }
+
+  /**
+   * Remove mutations for good (the app gives up on them): later mutations on their records, and
+   * mutations depending on them, become sendable. An inflight mutation cannot be discarded (the
+   * server may be applying it right now): the whole call is refused with `MUTATION_INFLIGHT`.
+   *
+   * @returns the ids removed.
+   */
+  async discard(ids: readonly string[]): Promise<string[]> {
+    return this.#storage.transaction('immediate', async (tx) => {
+      const rows = await this.#selectByIds(tx, ids, '1 = 1');
+      const inflight = rows.filter((row) => row.state === 'inflight');
+      if (inflight.length > 0) {
+        throw new StateError(
+          'MUTATION_INFLIGHT',
+          `cannot discard ${inflight.length} mutation(s) being sent (first: ${inflight[0]!.id}); retry after the run ends`,
+        );
+      }
+      for (const row of rows) await tx.run('DELETE FROM sync_mutations WHERE seq = ?', [row.seq]);
+      return rows.map((row) => row.id);
+    });
+  }
+
+  async #selectByIds(
+    tx: Executor,
+    ids: readonly string[],
+    condition: string,
+  ): Promise<{ seq: number; id: string; state: MutationState }[]> {
+    const out: { seq: number; id: string; state: MutationState }[] = [];
+    // Chunks stay under SQLite's smallest default parameter limit (999).
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      out.push(
+        ...(await tx.all<{ seq: number; id: string; state: MutationState }>(
+          `SELECT seq, id, state FROM sync_mutations WHERE id IN (${placeholders(chunk.length)}) AND ${condition} ORDER BY seq`,
+          chunk,
+        )),
+      );
+    }
+    return out;
+  }
+}

@@ -1,0 +1,107 @@
+import { StorageError } from '../errors.js';
+import type { GuardedExecutor, GuardedStorage } from './guarded-storage.js';
+
+/**
+ * One schema change. Migrations are append-only: a released migration is never edited, a new one
+ * is added. Each runs inside the single transaction of {@link migrate}.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly description: string;
+  readonly statements: readonly string[];
+}
+
+/**
+ * The core's tables, all prefixed `sync_` so they sit beside the host app's own tables.
+ *
+ * `sync_mutations.seq` is an integer primary key (the rowid): insertion order, and far cheaper to
+ * delete by than a random-UUID key. SQLite gives a new row max(rowid)+1, so a new mutation always
+ * sorts after every mutation still queued, which is all per-record ordering needs.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'meta and the mutation queue',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS sync_meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+      )`,
+      `CREATE TABLE sync_mutations (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        entity_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        data TEXT,
+        bytes INTEGER NOT NULL,
+        base_version TEXT,
+        depends_on TEXT,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'failed', 'conflict')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        claim_token TEXT,
+        claim_expires_at INTEGER,
+        sent INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      )`,
+      // Head-of-record lookups: "is there an earlier mutation on this record?"
+      'CREATE INDEX sync_mutations_record ON sync_mutations (scope, entity, entity_id, seq)',
+      // Due work in insertion order, and stats, per scope and state. Index entries end with the
+      // rowid, so within one (scope, state) they are already in seq order: a claim walks the
+      // pending rows oldest first and stops at its LIMIT, with no sort, whatever the backlog.
+      'CREATE INDEX sync_mutations_state ON sync_mutations (scope, state)',
+    ],
+  },
+];
+
+/** The schema version this build of sync-core writes. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+async function readVersion(tx: GuardedExecutor): Promise<number> {
+  const tables = await tx.all<{ name: string }>(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sync_meta'",
+  );
+  if (tables.length === 0) return 0;
+  const rows = await tx.all<{ value: string }>("SELECT value FROM sync_meta WHERE key = 'schema_version'");
+  const value = rows[0]?.value;
+  return value === undefined ? 0 : Number(value);
+}
+
+/**
+ * Bring the database to {@link SCHEMA_VERSION} in one immediate transaction: a crash mid-way
+ * leaves the previous version intact and the next `open()` runs the migration again (FAULTS.md 5).
+ * Two processes opening at once serialise on the write lock; the second finds nothing to do.
+ *
+ * @returns the version found before migrating.
+ * @throws StorageError `STORAGE_SCHEMA_TOO_NEW` when a newer sync-core wrote the database.
+ */
+export async function migrate(storage: GuardedStorage): Promise<number> {
+  return storage.transaction('immediate', async (tx) => {
+    const found = await readVersion(tx);
+    if (!Number.isInteger(found) || found < 0) {
+      throw new StorageError('STORAGE_CORRUPT', 'sync_meta holds an unreadable schema version');
+    }
+    if (found > SCHEMA_VERSION) {
+      throw new StorageError(
+        'STORAGE_SCHEMA_TOO_NEW',
+        `the database has sync-core schema version ${found}, this build knows up to ${SCHEMA_VERSION}: upgrade sync-core`,
+      );
+    }
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= found) continue;
+      for (const statement of migration.statements) await tx.exec(statement);
+    }
+    if (found !== SCHEMA_VERSION) {
+      await tx.run(
+        "INSERT INTO sync_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [String(SCHEMA_VERSION)],
+      );
+    }
+    return found;
+  });
+}
