@@ -18,6 +18,13 @@ import { ConfigError, describeType } from '../errors.js';
  * - `'equal'`: uniformly over `[d/2, d]`. Keeps at least half the backoff and still spreads the herd.
  * - `'full'`: uniformly over `[0, d]`. Spreads best, but a retry may come almost immediately.
  * - `'none'`: exactly `d`. Deterministic; useful in tests and for a single client.
+ *
+ * @example
+ * ```ts
+ * import { type JitterMode, resolveBackoffPolicy } from 'sync-core';
+ * const jitter: JitterMode = 'full';
+ * const policy = resolveBackoffPolicy({ jitter });
+ * ```
  */
 export type JitterMode = 'equal' | 'full' | 'none';
 
@@ -66,6 +73,13 @@ export interface BackoffOptions {
 /**
  * A validated backoff policy: every {@link BackoffOptions} field resolved to its value. Make one
  * with {@link resolveBackoffPolicy}; the object is frozen.
+ *
+ * @example
+ * ```ts
+ * import { type BackoffPolicy, resolveBackoffPolicy } from 'sync-core';
+ * const policy: BackoffPolicy = resolveBackoffPolicy({ maxAttempts: 10 });
+ * policy.maxMs; // 3_600_000
+ * ```
  */
 export interface BackoffPolicy {
   /** The un-jittered delay after the first retryable failure, in ms (> 0). */
@@ -80,7 +94,16 @@ export interface BackoffPolicy {
   readonly maxAttempts: number;
 }
 
-/** The interval, in whole ms, that a jittered delay is guaranteed to fall in. */
+/**
+ * The interval, in whole ms, that a jittered delay is guaranteed to fall in; see
+ * {@link backoffBounds}.
+ *
+ * @example
+ * ```ts
+ * import { type BackoffBounds, backoffBounds, resolveBackoffPolicy } from 'sync-core';
+ * const bounds: BackoffBounds = backoffBounds(resolveBackoffPolicy(), 1); // { minMs: 15_000, maxMs: 30_000 }
+ * ```
+ */
 export interface BackoffBounds {
   /** Shortest possible delay, in ms. */
   readonly minMs: number;
@@ -186,8 +209,8 @@ export function backoffBaseDelay(policy: BackoffPolicy, attempt: number): number
   const k = normalizeAttempt(attempt);
   if (policy.multiplier === 1) return policy.initialMs;
   const raw = policy.initialMs * policy.multiplier ** (k - 1);
-  // `!(raw < max)` also catches Infinity (huge k) and any NaN.
-  return raw < policy.maxMs ? raw : policy.maxMs;
+  // For a huge k the power is Infinity (never NaN: multiplier > 1 here), and the min gives maxMs.
+  return Math.min(raw, policy.maxMs);
 }
 
 /** The real interval [lo, hi] of the jittered delay, before rounding. */

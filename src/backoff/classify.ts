@@ -19,10 +19,25 @@
  * - `'gone'`: 404/410 on an update or delete; the caller maps it (delete → confirmed, update →
  *   conflict).
  * - `'rejected'`: the server refused the data (other 4xx, a per-item `rejected`): dead letter.
+ *
+ * @example
+ * ```ts
+ * import { attemptCounts, type FailureClass } from 'sync-core';
+ * const cls: FailureClass = 'offline';
+ * attemptCounts(cls); // false
+ * ```
  */
 export type FailureClass = 'offline' | 'ambiguous' | 'retryable' | 'auth' | 'conflict' | 'gone' | 'rejected';
 
-/** What {@link classifyHttpStatus} returns: a {@link FailureClass}, or `'success'` for 2xx. */
+/**
+ * What {@link classifyHttpStatus} returns: a {@link FailureClass}, or `'success'` for 2xx.
+ *
+ * @example
+ * ```ts
+ * import { classifyHttpStatus, type HttpStatusClass } from 'sync-core';
+ * const cls: HttpStatusClass = classifyHttpStatus(204); // 'success'
+ * ```
+ */
 export type HttpStatusClass = FailureClass | 'success';
 
 /** Statuses that say "try again later" about a request that was fine. */

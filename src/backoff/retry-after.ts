@@ -9,10 +9,25 @@
  * it, not rejected: a server asking for a very long pause should get a long pause, not our shortest
  * backoff. The scheduler applies its own, much lower ceiling on top (`nextAttemptDelay`: 24 h by
  * default); this one only keeps the parser's results sane numbers.
+ *
+ * @example
+ * ```ts
+ * import { parseRetryAfter, RETRY_AFTER_MAX_MS } from 'sync-core';
+ * parseRetryAfter('99999999999', { now: Date.now() }) === RETRY_AFTER_MAX_MS; // true
+ * ```
  */
 export const RETRY_AFTER_MAX_MS = 365 * 24 * 60 * 60 * 1000;
 
-/** What {@link parseRetryAfter} needs besides the header value. */
+/**
+ * What {@link parseRetryAfter} needs besides the header value.
+ *
+ * @example
+ * ```ts
+ * import { parseRetryAfter, type RetryAfterContext } from 'sync-core';
+ * const context: RetryAfterContext = { now: clock.now(), serverDate: response.headers.get('date') };
+ * const delayMs = parseRetryAfter(response.headers.get('retry-after'), context);
+ * ```
+ */
 export interface RetryAfterContext {
   /** The device's wall clock when the response arrived, in ms since the epoch. */
   now: number;
@@ -29,13 +44,17 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 const MONTH = `(${MONTHS.join('|')})`;
 const TIME = '([0-9]{2}):([0-9]{2}):([0-9]{2})';
 /** `Sun, 06 Nov 1994 08:49:37 GMT` — the form every sender must use. */
-const IMF_FIXDATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) ${MONTH} ([0-9]{4}) ${TIME} GMT$`);
+const IMF_FIXDATE = new RegExp(
+  `^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) ${MONTH} ([0-9]{4}) ${TIME} GMT$`,
+);
 /** `Sunday, 06-Nov-94 08:49:37 GMT` — obsolete, still accepted by recipients. */
 const RFC850_DATE = new RegExp(
   `^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), ([0-9]{2})-${MONTH}-([0-9]{2}) ${TIME} GMT$`,
 );
 /** `Sun Nov  6 08:49:37 1994` — obsolete C asctime(); always UTC in HTTP. */
-const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ( [0-9]|[0-9]{2}) ${TIME} ([0-9]{4})$`);
+const ASCTIME_DATE = new RegExp(
+  `^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} ( [0-9]|[0-9]{2}) ${TIME} ([0-9]{4})$`,
+);
 
 /** Strip HTTP optional whitespace (SP / HTAB) around a field value, nothing else. */
 function trimOws(value: string): string {
@@ -82,7 +101,14 @@ function parseHttpDate(value: string, referenceMs: number): number | undefined {
   let match = IMF_FIXDATE.exec(value);
   if (match) {
     const [, day, month, year, hour, minute, second] = match;
-    return utcTime(Number(year), MONTHS.indexOf(month!), Number(day), Number(hour), Number(minute), Number(second));
+    return utcTime(
+      Number(year),
+      MONTHS.indexOf(month!),
+      Number(day),
+      Number(hour),
+      Number(minute),
+      Number(second),
+    );
   }
   match = RFC850_DATE.exec(value);
   if (match) {
@@ -138,7 +164,10 @@ function parseHttpDate(value: string, referenceMs: number): number | undefined {
  * parseRetryAfter('soon', { now: Date.now() }); // undefined
  * ```
  */
-export function parseRetryAfter(value: string | null | undefined, context: RetryAfterContext): number | undefined {
+export function parseRetryAfter(
+  value: string | null | undefined,
+  context: RetryAfterContext,
+): number | undefined {
   if (typeof value !== 'string') return undefined;
   const text = trimOws(value);
   if (text === '') return undefined;
@@ -152,7 +181,9 @@ export function parseRetryAfter(value: string | null | undefined, context: Retry
   if (retryAt === undefined) return undefined;
 
   const serverNow =
-    typeof context.serverDate === 'string' ? parseHttpDate(trimOws(context.serverDate), context.now) : undefined;
+    typeof context.serverDate === 'string'
+      ? parseHttpDate(trimOws(context.serverDate), context.now)
+      : undefined;
   const reference = serverNow ?? context.now;
   if (!Number.isFinite(reference)) return undefined;
   const delay = Math.ceil(retryAt - reference);

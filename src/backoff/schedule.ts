@@ -14,10 +14,26 @@ import { type BackoffPolicy, backoffDelay } from './backoff-policy.js';
  * `Retry-After` above the policy's `maxMs` is honoured — but only up to this ceiling, so that a
  * hostile or buggy header (`Retry-After: 99999999`) cannot park the queue for years. The `stuck`
  * notice (after `stuckAfter`, default also 24 h) makes a server that keeps asking visible.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_RETRY_AFTER_CEILING_MS, nextAttemptDelay, resolveBackoffPolicy } from 'sync-core';
+ * const policy = resolveBackoffPolicy();
+ * nextAttemptDelay(policy, { attempt: 1, random, retryAfterMs: 1e12 }) === DEFAULT_RETRY_AFTER_CEILING_MS; // true
+ * ```
  */
 export const DEFAULT_RETRY_AFTER_CEILING_MS = 24 * 60 * 60 * 1000;
 
-/** Arguments of {@link nextAttemptDelay}. */
+/**
+ * Arguments of {@link nextAttemptDelay}.
+ *
+ * @example
+ * ```ts
+ * import { type NextAttemptDelayInput, nextAttemptDelay, resolveBackoffPolicy } from 'sync-core';
+ * const input: NextAttemptDelayInput = { attempt: 3, random: Math.random, retryAfterMs: 180_000 };
+ * nextAttemptDelay(resolveBackoffPolicy(), input); // 180_000: Retry-After outlasts the 60–120 s backoff
+ * ```
+ */
 export interface NextAttemptDelayInput {
   /** The mutation's attempt count, including the failure just recorded (≥ 1). */
   attempt: number;
@@ -32,7 +48,16 @@ export interface NextAttemptDelayInput {
   retryAfterCeilingMs?: number | undefined;
 }
 
-/** Arguments of {@link clampScheduledTime}. */
+/**
+ * Arguments of {@link clampScheduledTime}.
+ *
+ * @example
+ * ```ts
+ * import { type ClampScheduledTimeInput, clampScheduledTime, resolveBackoffPolicy } from 'sync-core';
+ * const input: ClampScheduledTimeInput = { scheduledAt: row.nextAttemptAt, now: clock.now() };
+ * const due = clampScheduledTime(resolveBackoffPolicy(), input);
+ * ```
+ */
 export interface ClampScheduledTimeInput {
   /** The stored next attempt (or next run) time, in ms since the epoch. */
   scheduledAt: number;
@@ -48,7 +73,9 @@ export interface ClampScheduledTimeInput {
 function resolveCeiling(value: number | undefined): number {
   if (value === undefined) return DEFAULT_RETRY_AFTER_CEILING_MS;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new ConfigError(`retryAfterCeilingMs: expected an integer ≥ 0, got ${typeof value === 'number' ? String(value) : describeType(value)}`);
+    throw new ConfigError(
+      `retryAfterCeilingMs: expected an integer ≥ 0, got ${typeof value === 'number' ? String(value) : describeType(value)}`,
+    );
   }
   return value;
 }
@@ -146,7 +173,11 @@ export function clampScheduledTime(policy: BackoffPolicy, input: ClampScheduledT
  * runBackoffDelay(resolveBackoffPolicy({ jitter: 'none' }), 3, Math.random); // 120_000
  * ```
  */
-export function runBackoffDelay(policy: BackoffPolicy, consecutiveOfflineRuns: number, random: RandomSource): number {
+export function runBackoffDelay(
+  policy: BackoffPolicy,
+  consecutiveOfflineRuns: number,
+  random: RandomSource,
+): number {
   if (!(consecutiveOfflineRuns >= 1)) return 0;
   return backoffDelay(policy, consecutiveOfflineRuns, random);
 }

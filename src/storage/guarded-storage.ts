@@ -72,6 +72,7 @@ export class GuardedStorage {
     this.#assertUsable('open');
     if (this.#opened) return;
     await this.#serialise(async () => {
+      this.#assertUsable('open');
       if (this.#opened) return;
       try {
         await this.adapter.open?.();
@@ -99,12 +100,22 @@ export class GuardedStorage {
    * {@link SyncError}s pass through unchanged; driver errors are mapped.
    */
   transaction<T>(mode: TransactionMode, fn: (tx: GuardedExecutor) => Promise<T>): Promise<T> {
-    this.#assertUsable('transaction');
     return this.#serialise(async () => {
       this.#assertUsable('transaction');
+      // What `fn` throws (the app's own error, or an already-mapped statement error) must reach
+      // the caller unchanged; only failures of BEGIN/COMMIT themselves are driver errors to map.
+      let thrownByFn: { error: unknown } | undefined;
       try {
-        return await this.adapter.transaction(mode, (tx) => fn(new GuardedExecutor(tx)));
+        return await this.adapter.transaction(mode, async (tx) => {
+          try {
+            return await fn(new GuardedExecutor(tx));
+          } catch (error) {
+            thrownByFn = { error };
+            throw error;
+          }
+        });
       } catch (error) {
+        if (thrownByFn && thrownByFn.error === error) throw error;
         throw toStorageError(error, 'in a transaction');
       }
     });
@@ -129,7 +140,6 @@ export class GuardedStorage {
   }
 
   #call<T>(action: string, fn: (adapter: StorageAdapter) => T | Promise<T>): Promise<T> {
-    this.#assertUsable(action);
     return this.#serialise(async () => {
       this.#assertUsable(action);
       try {

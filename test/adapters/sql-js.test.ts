@@ -1,0 +1,102 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, createSyncEngine, StorageError } from 'sync-core';
+import { createNodeFileSnapshot, createSqlJsStorage } from '../../adapters/sql-js/index.js';
+import { describeStorageConformance } from '../conformance/storage-conformance.js';
+import { loadSqlJs, sqlJsFileFactory, tempDir } from '../helpers/storage-factories.js';
+
+describeStorageConformance(sqlJsFileFactory);
+
+describe('sql.js adapter', () => {
+  it("persists after every committed write in 'commit' mode, before enqueue resolves", async () => {
+    const SQL = await loadSqlJs();
+    const saves: Uint8Array[] = [];
+    const engine = createSyncEngine({
+      storage: createSqlJsStorage(new SQL.Database(), { persist: (image) => void saves.push(image) }),
+      entities: { a: {} },
+    });
+    await engine.open();
+    await engine.start({ userId: 'u' });
+    const before = saves.length;
+    await engine.enqueue({ entity: 'a', op: 'create', entityId: '1', data: {} });
+    expect(saves.length).toBe(before + 1);
+    // The saved image alone holds the mutation.
+    const reloaded = new SQL.Database(saves[saves.length - 1]);
+    expect(reloaded.exec('SELECT entity_id FROM sync_mutations')[0]?.values).toEqual([['1']]);
+    // Reads do not export the database.
+    await engine.queue.stats();
+    expect(saves.length).toBe(before + 1);
+    await engine.close();
+  });
+
+  it('debounced mode batches saves and flushes on close', async () => {
+    const SQL = await loadSqlJs();
+    let saves = 0;
+    let last: Uint8Array | undefined;
+    const storage = createSqlJsStorage(new SQL.Database(), {
+      persist: (image) => {
+        saves++;
+        last = image;
+      },
+      persistMode: { debounceMs: 60_000 },
+    });
+    const engine = createSyncEngine({ storage, entities: { a: {} } });
+    await engine.open();
+    await engine.start({ userId: 'u' });
+    for (let i = 0; i < 20; i++) await engine.enqueue({ entity: 'a', op: 'create', entityId: `${i}`, data: {} });
+    expect(saves).toBe(0);
+    await engine.close();
+    expect(saves).toBe(1);
+    expect(new SQL.Database(last).exec('SELECT COUNT(*) FROM sync_mutations')[0]?.values).toEqual([[20]]);
+  });
+
+  it('flush() saves pending writes on demand (e.g. on pagehide)', async () => {
+    const SQL = await loadSqlJs();
+    let saves = 0;
+    const storage = createSqlJsStorage(new SQL.Database(), { persist: () => void saves++, persistMode: { debounceMs: 60_000 } });
+    const engine = createSyncEngine({ storage, entities: { a: {} } });
+    await engine.open();
+    await engine.start({ userId: 'u' });
+    await engine.enqueue({ entity: 'a', op: 'create', entityId: '1', data: {} });
+    await storage.flush();
+    expect(saves).toBe(1);
+    await storage.flush();
+    expect(saves).toBe(1);
+    await engine.close();
+  });
+
+  it('the file snapshot replaces the file atomically and loads undefined when absent', async () => {
+    const { dir, remove } = tempDir();
+    const path = join(dir, 'q.sqlite');
+    const snapshot = createNodeFileSnapshot(path);
+    expect(await snapshot.load()).toBeUndefined();
+    await snapshot.save(new Uint8Array([1, 2, 3]));
+    expect([...readFileSync(path)]).toEqual([1, 2, 3]);
+    expect(existsSync(`${path}.${process.pid}.tmp`)).toBe(false);
+    expect([...((await snapshot.load()) ?? [])]).toEqual([1, 2, 3]);
+    remove();
+  });
+
+  it('reports a corrupt image as STORAGE_CORRUPT, never a silently empty queue (FAULTS 10)', async () => {
+    const SQL = await loadSqlJs();
+    const { dir, remove } = tempDir();
+    const path = join(dir, 'q.sqlite');
+    writeFileSync(path, Buffer.from('garbage, not SQLite '.repeat(300)));
+    const image = await createNodeFileSnapshot(path).load();
+    const engine = createSyncEngine({ storage: createSqlJsStorage(new SQL.Database(image)), entities: { a: {} } });
+    const error = await engine.open().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageError);
+    expect(error).toMatchObject({ code: 'STORAGE_CORRUPT' });
+    remove();
+  });
+
+  it('rejects invalid options with a ConfigError', async () => {
+    const SQL = await loadSqlJs();
+    const db = new SQL.Database();
+    expect(() => createSqlJsStorage(db, { persist: 'no' as never })).toThrow(ConfigError);
+    expect(() => createSqlJsStorage(db, { persistMode: { debounceMs: -5 } })).toThrow(ConfigError);
+    expect(() => createSqlJsStorage({} as never)).toThrow(ConfigError);
+    expect(() => createNodeFileSnapshot('')).toThrow(ConfigError);
+  });
+});
