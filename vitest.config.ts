@@ -3,7 +3,18 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   resolve: {
-    alias: { 'sync-core': fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+    // Tests import the package by its public names, like a user; these point them at the source.
+    alias: [
+      { find: /^sync-core$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      {
+        find: /^sync-core\/better-sqlite3$/,
+        replacement: fileURLToPath(new URL('./adapters/better-sqlite3/index.ts', import.meta.url)),
+      },
+      {
+        find: /^sync-core\/sql-js$/,
+        replacement: fileURLToPath(new URL('./adapters/sql-js/index.ts', import.meta.url)),
+      },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

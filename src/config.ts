@@ -80,7 +80,12 @@ export function invalidOption(name: string, expected: string, got: unknown): nev
 }
 
 /** Validate a positive integer option, returning the default when undefined. */
-export function positiveInteger(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER) {
+export function positiveInteger(
+  name: string,
+  value: unknown,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+) {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
     invalidOption(name, `an integer from 1 to ${max}`, value);
@@ -96,7 +101,11 @@ export function resolveEntities(
   if (typeof entities !== 'object' || entities === null || Array.isArray(entities)) {
     invalidOption('entities', 'an object mapping entity type names to options', entities);
   }
-  const defaultMax = positiveInteger('limits.maxPayloadBytes', limits?.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES);
+  const defaultMax = positiveInteger(
+    'limits.maxPayloadBytes',
+    limits?.maxPayloadBytes,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+  );
   const out = new Map<string, ResolvedEntity>();
   for (const [name, raw] of Object.entries(entities)) {
     if (name.length === 0 || name.length > 128) {
@@ -105,7 +114,11 @@ export function resolveEntities(
     const options = (raw ?? {}) as EntityOptions;
     if (typeof options !== 'object') invalidOption(`entities.${name}`, 'an object', raw);
     if (options.schema !== undefined && !isStandardSchema(options.schema)) {
-      invalidOption(`entities.${name}.schema`, 'a Standard Schema (zod 4, valibot, arktype…)', options.schema);
+      invalidOption(
+        `entities.${name}.schema`,
+        'a Standard Schema (zod 4, valibot, arktype…)',
+        options.schema,
+      );
     }
     if (options.updateSchema !== undefined && !isStandardSchema(options.updateSchema)) {
       invalidOption(`entities.${name}.updateSchema`, 'a Standard Schema', options.updateSchema);
@@ -116,7 +129,11 @@ export function resolveEntities(
     const customOps = new Map<string, StandardSchemaV1 | null>();
     if (options.customOps !== undefined) {
       if (typeof options.customOps !== 'object' || options.customOps === null) {
-        invalidOption(`entities.${name}.customOps`, 'an object of op name → schema or null', options.customOps);
+        invalidOption(
+          `entities.${name}.customOps`,
+          'an object of op name → schema or null',
+          options.customOps,
+        );
       }
       for (const [op, schema] of Object.entries(options.customOps)) {
         if (BUILTIN_OPS.has(op) || op.length === 0 || op.length > 64) {
@@ -136,7 +153,11 @@ export function resolveEntities(
       updateSchema: options.updateSchema ?? options.schema,
       coalesce: options.coalesce ?? false,
       customOps,
-      maxPayloadBytes: positiveInteger(`entities.${name}.maxPayloadBytes`, options.maxPayloadBytes, defaultMax),
+      maxPayloadBytes: positiveInteger(
+        `entities.${name}.maxPayloadBytes`,
+        options.maxPayloadBytes,
+        defaultMax,
+      ),
     });
   }
   return out;

@@ -48,6 +48,9 @@ export type SyncErrorCode =
   | 'MUTATION_NOT_FOUND';
 
 const BRAND = Symbol.for('sync-core.error');
+// Each class names itself with a string literal, not `constructor.name`: an app's minifier may
+// rename classes differently in two copies of the package.
+const KIND = Symbol.for('sync-core.error-kind');
 
 type Branded = { readonly [BRAND]?: readonly string[] };
 
@@ -78,23 +81,25 @@ export class SyncError extends Error {
   readonly code: SyncErrorCode;
 
   declare readonly [BRAND]: readonly string[];
+  static readonly [KIND]: string = 'SyncError';
 
   constructor(code: SyncErrorCode, message: string, options: SyncErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.name = new.target.name;
-    // Every class in the chain adds its name, so `instanceof StorageError` and
+    // Every class in the chain adds its kind, so `instanceof StorageError` and
     // `instanceof SyncError` both hold for an error made by another copy of the package.
-    const names: string[] = [];
-    for (let proto = new.target.prototype; proto && proto !== Error.prototype; ) {
-      names.push((proto.constructor as { name: string }).name);
-      proto = Object.getPrototypeOf(proto);
+    const kinds: string[] = [];
+    for (let ctor = new.target as { [KIND]?: string } | null; ctor && ctor !== Error; ) {
+      if (Object.hasOwn(ctor, KIND)) kinds.push(ctor[KIND]!);
+      ctor = Object.getPrototypeOf(ctor) as { [KIND]?: string } | null;
     }
-    Object.defineProperty(this, BRAND, { value: Object.freeze(names), enumerable: false });
+    this.name = kinds[0] ?? 'SyncError';
+    Object.defineProperty(this, BRAND, { value: Object.freeze(kinds), enumerable: false });
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, this.name);
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class `instanceof` was asked about (a subclass too).
+    return hasBrand(value, this[KIND]);
   }
 }
 
@@ -123,6 +128,7 @@ export function formatPath(path: readonly (string | number)[]): string {
  * problem found (a schema may report several).
  */
 export class ValidationError extends SyncError {
+  static override readonly [KIND]: string = 'ValidationError';
   /** Path of the first issue. */
   readonly path: readonly (string | number)[];
   /** Every issue found. */
@@ -176,6 +182,7 @@ export type StorageErrorCode = Extract<
  * - `STORAGE_FAILED`: any other driver failure (see `cause`).
  */
 export class StorageError extends SyncError {
+  static override readonly [KIND]: string = 'StorageError';
   declare readonly code: StorageErrorCode;
   constructor(code: StorageErrorCode, message: string, options: SyncErrorOptions = {}) {
     super(code, message, options);
@@ -184,6 +191,7 @@ export class StorageError extends SyncError {
 
 /** An option passed to a factory is invalid: "expected X, got Y". Fix the code. */
 export class ConfigError extends SyncError {
+  static override readonly [KIND]: string = 'ConfigError';
   constructor(message: string, options: SyncErrorOptions = {}) {
     super('INVALID_OPTION', message, options);
   }
@@ -191,8 +199,12 @@ export class ConfigError extends SyncError {
 
 /** The call does not fit the engine's lifecycle: open it, start a scope, or stop using it. */
 export class StateError extends SyncError {
+  static override readonly [KIND]: string = 'StateError';
   constructor(
-    code: Extract<SyncErrorCode, 'ENGINE_NOT_OPEN' | 'ENGINE_CLOSED' | 'NO_ACTIVE_SCOPE' | 'MUTATION_INFLIGHT'>,
+    code: Extract<
+      SyncErrorCode,
+      'ENGINE_NOT_OPEN' | 'ENGINE_CLOSED' | 'NO_ACTIVE_SCOPE' | 'MUTATION_INFLIGHT'
+    >,
     message: string,
     options: SyncErrorOptions = {},
   ) {
@@ -202,7 +214,12 @@ export class StateError extends SyncError {
 
 /** The mutation named does not exist: it was confirmed, discarded, or never queued. */
 export class NotFoundError extends SyncError {
-  constructor(code: Extract<SyncErrorCode, 'MUTATION_NOT_FOUND'>, message: string, options: SyncErrorOptions = {}) {
+  static override readonly [KIND]: string = 'NotFoundError';
+  constructor(
+    code: Extract<SyncErrorCode, 'MUTATION_NOT_FOUND'>,
+    message: string,
+    options: SyncErrorOptions = {},
+  ) {
     super(code, message, options);
   }
 }

@@ -99,7 +99,12 @@ export function createBetterSqlite3Storage(
   db: BetterSqlite3Database,
   options: BetterSqlite3StorageOptions = {},
 ): StorageAdapter {
-  if (typeof db !== 'object' || db === null || typeof db.prepare !== 'function' || typeof db.exec !== 'function') {
+  if (
+    typeof db !== 'object' ||
+    db === null ||
+    typeof db.prepare !== 'function' ||
+    typeof db.exec !== 'function'
+  ) {
     throw new ConfigError('createBetterSqlite3Storage: expected a better-sqlite3 Database');
   }
   const synchronous = options.synchronous ?? 'FULL';

@@ -14,9 +14,12 @@ import {
   type TransactionMode,
 } from 'sync-core';
 
+/** A value sql.js binds to a parameter. */
+export type SqlJsBindValue = string | number | Uint8Array | null;
+
 /** The few members of a sql.js `Statement` this adapter uses (typed structurally). */
 export interface SqlJsStatement {
-  bind(values?: unknown[]): boolean;
+  bind(values?: SqlJsBindValue[]): boolean;
   step(): boolean;
   getAsObject(): Record<string, unknown>;
   free(): boolean;
@@ -24,7 +27,7 @@ export interface SqlJsStatement {
 
 /** The few members of a sql.js `Database` this adapter uses (typed structurally). */
 export interface SqlJsDatabase {
-  run(sql: string, params?: unknown[]): unknown;
+  run(sql: string, params?: SqlJsBindValue[]): unknown;
   exec(sql: string): unknown;
   prepare(sql: string): SqlJsStatement;
   getRowsModified(): number;
@@ -90,7 +93,12 @@ export interface SqlJsStorage extends StorageAdapter {
  * ```
  */
 export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptions = {}): SqlJsStorage {
-  if (typeof db !== 'object' || db === null || typeof db.prepare !== 'function' || typeof db.export !== 'function') {
+  if (
+    typeof db !== 'object' ||
+    db === null ||
+    typeof db.prepare !== 'function' ||
+    typeof db.export !== 'function'
+  ) {
     throw new ConfigError('createSqlJsStorage: expected a sql.js Database');
   }
   const { persist } = options;
@@ -101,7 +109,12 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
   let debounceMs = 0;
   let maxWaitMs = 0;
   if (mode !== 'commit') {
-    if (typeof mode !== 'object' || mode === null || !Number.isFinite(mode.debounceMs) || mode.debounceMs < 0) {
+    if (
+      typeof mode !== 'object' ||
+      mode === null ||
+      !Number.isFinite(mode.debounceMs) ||
+      mode.debounceMs < 0
+    ) {
       throw new ConfigError("persistMode: expected 'commit' or { debounceMs: number ≥ 0, maxWaitMs? }");
     }
     debounceMs = mode.debounceMs;
@@ -137,26 +150,29 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
     if (mode === 'commit') return save();
     if (timer !== undefined) clearTimeout(timer);
     const waited = Date.now() - dirtySince;
-    timer = setTimeout(() => void save().catch(() => undefined), Math.max(0, Math.min(debounceMs, maxWaitMs - waited)));
+    timer = setTimeout(
+      () => void save().catch(() => undefined),
+      Math.max(0, Math.min(debounceMs, maxWaitMs - waited)),
+    );
     // Never keep a Node process alive just to save: close() and flush() save explicitly.
     (timer as { unref?: () => void }).unref?.();
   };
 
   let wroteInTransaction = false;
-  const executor: SqlExecutor = {
+  const executor = {
     exec(sql: string): void {
       db.exec(sql);
       wroteInTransaction = true;
     },
     run(sql: string, params: SqlParams = []): RunResult {
-      db.run(sql, params as unknown[]);
+      db.run(sql, params as SqlJsBindValue[]);
       wroteInTransaction = true;
       return { changes: db.getRowsModified() };
     },
     all(sql: string, params: SqlParams = []): SqlRow[] {
       const stmt = db.prepare(sql);
       try {
-        if (params.length > 0) stmt.bind(params as unknown[]);
+        if (params.length > 0) stmt.bind(params as SqlJsBindValue[]);
         const rows: SqlRow[] = [];
         while (stmt.step()) rows.push(stmt.getAsObject() as SqlRow);
         // An INSERT … RETURNING is a write too.

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'eventemitter3';
-import { type EntityOptions, invalidOption, type QueueLimits, resolveEntities, type ResolvedEntity } from '../config.js';
+import {
+  type EntityOptions,
+  invalidOption,
+  type QueueLimits,
+  type ResolvedEntity,
+  resolveEntities,
+} from '../config.js';
 import { type Clock, defaultRandom, type RandomSource, systemClock } from '../contracts/clock.js';
 import type { Mutation, MutationInput, QueueStats, Scope } from '../contracts/records.js';
 import type { SqlParams, SqlRow, StorageAdapter } from '../contracts/storage-adapter.js';
@@ -58,7 +64,10 @@ export interface QueueApi {
    * Send these failed mutations again (attempts reset) or these pending ones now; or every failed
    * mutation of the scope with `{ allFailed: true }`. Returns the ids made due.
    */
-  retry(selection: readonly string[] | { readonly allFailed: true }, options?: ScopeOption): Promise<string[]>;
+  retry(
+    selection: readonly string[] | { readonly allFailed: true },
+    options?: ScopeOption,
+  ): Promise<string[]>;
   /**
    * Remove mutations for good; refuses (and removes nothing) when one is being sent right now.
    * Returns the ids removed.
@@ -76,7 +85,8 @@ export interface StopResult {
  * A sync engine over one database. Create it with {@link createSyncEngine}, `open()` it, `start()` a
  * user scope, and `enqueue` changes.
  */
-export interface SyncEngine extends Pick<EventEmitter<SyncEvents>, 'on' | 'off' | 'once' | 'removeAllListeners'> {
+export interface SyncEngine
+  extends Pick<EventEmitter<SyncEvents>, 'on' | 'off' | 'once' | 'removeAllListeners'> {
   /** This device's id, created at first `open()` and kept in the database. */
   readonly clientId: string;
   /** The scope mutations are queued under and sent for, or `undefined` before `start()`. */
@@ -162,7 +172,8 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   }
 
   open(): Promise<void> {
-    if (this.#state === 'closed') return Promise.reject(new StateError('ENGINE_CLOSED', 'open: the engine was closed'));
+    if (this.#state === 'closed')
+      return Promise.reject(new StateError('ENGINE_CLOSED', 'open: the engine was closed'));
     if (this.#state === 'open') return Promise.resolve();
     this.#opening ??= this.#doOpen().catch((error: unknown) => {
       this.#opening = undefined;
@@ -203,7 +214,9 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const scope = this.#scope;
     this.#scope = undefined;
     if (!options.purge || scope === undefined) return { purged: 0 };
-    const { changes } = await this.#storage.run('DELETE FROM sync_mutations WHERE scope = ?', [scopeKey(scope)]);
+    const { changes } = await this.#storage.run('DELETE FROM sync_mutations WHERE scope = ?', [
+      scopeKey(scope),
+    ]);
     return { purged: changes };
   }
 
@@ -254,7 +267,11 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         enqueue: async (input) => {
           guard('tx.enqueue');
           const scope = this.#requireScope('tx.enqueue');
-          const stored = await this.#queue.insert(executor, scope, await prepareMutation(input, this.#entities));
+          const stored = await this.#queue.insert(
+            executor,
+            scope,
+            await prepareMutation(input, this.#entities),
+          );
           enqueued.push(stored);
           return stored;
         },
@@ -281,7 +298,9 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
 
   async #prepareAll(inputs: readonly MutationInput[]): Promise<PreparedMutation[]> {
     if (!Array.isArray(inputs)) {
-      throw new ValidationError('VALIDATION_FAILED', [{ path: [], message: 'expected an array of mutations' }]);
+      throw new ValidationError('VALIDATION_FAILED', [
+        { path: [], message: 'expected an array of mutations' },
+      ]);
     }
     const out: PreparedMutation[] = [];
     for (let i = 0; i < inputs.length; i++) {
@@ -302,7 +321,12 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
 
   #emitEnqueued(mutations: readonly EnqueuedMutation[]): void {
     for (const m of mutations) {
-      const event: MutationEnqueuedEvent = Object.freeze({ id: m.id, entity: m.entity, op: m.op, coalesced: m.coalesced });
+      const event: MutationEnqueuedEvent = Object.freeze({
+        id: m.id,
+        entity: m.entity,
+        op: m.op,
+        coalesced: m.coalesced,
+      });
       this.emit('mutation:enqueued', event);
     }
   }
@@ -315,7 +339,10 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   #requireScope(what: string): Scope {
     this.#assertOpen(what);
     if (this.#scope === undefined) {
-      throw new StateError('NO_ACTIVE_SCOPE', `${what}: no active scope; call start({ userId }) after sign-in`);
+      throw new StateError(
+        'NO_ACTIVE_SCOPE',
+        `${what}: no active scope; call start({ userId }) after sign-in`,
+      );
     }
     return this.#scope;
   }
@@ -375,4 +402,3 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
 export function createSyncEngine(options: SyncEngineOptions): SyncEngine {
   return new Engine(options);
 }
-

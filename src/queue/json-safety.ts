@@ -17,7 +17,10 @@ type Frame = { value: unknown; path: (string | number)[]; depth: number };
  *
  * @returns the issue, or `undefined` when the value is plain JSON.
  */
-export function findJsonIssue(value: unknown, basePath: (string | number)[] = []): ValidationIssue | undefined {
+export function findJsonIssue(
+  value: unknown,
+  basePath: (string | number)[] = [],
+): ValidationIssue | undefined {
   const stack: Frame[] = [{ value, path: basePath, depth: 0 }];
   // Objects on the current path, for cycle detection. A shared (non-cyclic) reference is fine.
   const onPath = new Set<object>();
@@ -59,14 +62,16 @@ export function findJsonIssue(value: unknown, basePath: (string | number)[] = []
       onPath.add(object);
       exits.push({ object, index: stack.length });
       for (let i = object.length - 1; i >= 0; i--) {
-        if (!(i in object)) return { path: [...path, i], message: 'expected a JSON value, got an array hole' };
+        if (!(i in object))
+          return { path: [...path, i], message: 'expected a JSON value, got an array hole' };
         stack.push({ value: object[i], path: [...path, i], depth: depth + 1 });
       }
       continue;
     }
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null) {
-      const name = (proto?.constructor as { name?: string } | undefined)?.name || 'an object with a prototype';
+      const name =
+        (proto?.constructor as { name?: string } | undefined)?.name || 'an object with a prototype';
       return {
         path,
         message: `expected a plain object, got ${name}${name === 'Date' ? ' (store it as an ISO string)' : ''}`,

@@ -182,7 +182,11 @@ export class MutationQueue {
   async insert(executor: Executor, scope: Scope, prepared: PreparedMutation): Promise<EnqueuedMutation> {
     const key = scopeKey(scope);
     if (MutationQueue.needsTransaction(prepared)) {
-      const [tail] = await executor.all<MutationRow>(TAIL_SQL, [key, prepared.entity.name, prepared.entityId]);
+      const [tail] = await executor.all<MutationRow>(TAIL_SQL, [
+        key,
+        prepared.entity.name,
+        prepared.entityId,
+      ]);
       if (tail && tail.state === 'pending' && tail.sent === 0) {
         const merged = await this.#coalesce(executor, tail, prepared);
         if (merged) return merged;
@@ -249,7 +253,14 @@ export class MutationQueue {
     const dependsOn = [...new Set([...last.dependsOn, ...prepared.dependsOn])];
     await executor.run(
       'UPDATE sync_mutations SET op = ?, data = ?, bytes = ?, depends_on = ?, updated_at = ? WHERE seq = ?',
-      [decision.op, dataJson, bytes, dependsOn.length === 0 ? null : JSON.stringify(dependsOn), now, tail.seq],
+      [
+        decision.op,
+        dataJson,
+        bytes,
+        dependsOn.length === 0 ? null : JSON.stringify(dependsOn),
+        now,
+        tail.seq,
+      ],
     );
     return { ...last, op: decision.op, data: decision.data, dependsOn, updatedAt: now, coalesced: 'merged' };
   }
@@ -278,9 +289,7 @@ export class MutationQueue {
          WHERE seq IN (${placeholders(claimed.length)})`,
         [request.token, now + request.claimTtlMs, now, ...claimed.map((row) => row.seq)],
       );
-      return claimed.map((row) =>
-        toMutation({ ...row, state: 'inflight', sent: 1, updated_at: now }),
-      );
+      return claimed.map((row) => toMutation({ ...row, state: 'inflight', sent: 1, updated_at: now }));
     });
   }
 
@@ -289,7 +298,10 @@ export class MutationQueue {
    * An entry whose claim is no longer held under `token` (it expired and was recovered) is skipped
    * and reported in `stale`: its result belongs to whoever holds the claim now.
    */
-  async record(token: string, entries: readonly RecordEntry[]): Promise<{ recorded: number; stale: string[] }> {
+  async record(
+    token: string,
+    entries: readonly RecordEntry[],
+  ): Promise<{ recorded: number; stale: string[] }> {
     if (entries.length === 0) return { recorded: 0, stale: [] };
     return this.#storage.transaction('immediate', async (tx) => {
       const now = this.#clock.now();
@@ -299,13 +311,23 @@ export class MutationQueue {
         let changes: number;
         switch (outcome.type) {
           case 'confirmed':
-            ({ changes } = await tx.run('DELETE FROM sync_mutations WHERE id = ? AND claim_token = ?', [id, token]));
+            ({ changes } = await tx.run('DELETE FROM sync_mutations WHERE id = ? AND claim_token = ?', [
+              id,
+              token,
+            ]));
             break;
           case 'retry':
             ({ changes } = await tx.run(
               `UPDATE sync_mutations SET state = 'pending', attempts = attempts + ?, next_attempt_at = ?, last_error = ?,
                  claim_token = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ? AND claim_token = ?`,
-              [outcome.countsAttempt ? 1 : 0, outcome.nextAttemptAt, JSON.stringify(outcome.error), now, id, token],
+              [
+                outcome.countsAttempt ? 1 : 0,
+                outcome.nextAttemptAt,
+                JSON.stringify(outcome.error),
+                now,
+                id,
+                token,
+              ],
             ));
             break;
           case 'release':
@@ -410,7 +432,9 @@ export class MutationQueue {
 
   /** One mutation by id, or `undefined` when it is not (or no longer) queued. */
   async get(id: string): Promise<Mutation | undefined> {
-    const rows = await this.#storage.all<MutationRow>(`SELECT ${COLUMNS} FROM sync_mutations WHERE id = ?`, [id]);
+    const rows = await this.#storage.all<MutationRow>(`SELECT ${COLUMNS} FROM sync_mutations WHERE id = ?`, [
+      id,
+    ]);
     return rows[0] && toMutation(rows[0]);
   }
 
@@ -420,7 +444,10 @@ export class MutationQueue {
    *
    * @returns the ids made due.
    */
-  async retry(selection: readonly string[] | { readonly allFailed: true }, scope: Scope | 'all'): Promise<string[]> {
+  async retry(
+    selection: readonly string[] | { readonly allFailed: true },
+    scope: Scope | 'all',
+  ): Promise<string[]> {
     return this.#storage.transaction('immediate', async (tx) => {
       const now = this.#clock.now();
       const scopeWhere = scope === 'all' ? '' : ' AND scope = ?';

@@ -23,7 +23,11 @@ export interface PreparedMutation {
   readonly dependsOn: readonly string[];
 }
 
-function fail(code: ConstructorParameters<typeof ValidationError>[0], path: (string | number)[], message: string) {
+function fail(
+  code: ConstructorParameters<typeof ValidationError>[0],
+  path: (string | number)[],
+  message: string,
+) {
   return new ValidationError(code, [{ path, message }]);
 }
 
@@ -75,8 +79,13 @@ export async function prepareMutation(
     throw fail('UNKNOWN_OP', ['op'], `expected one of ${allowed}, got ${got}`);
   }
   if (typeof entityId !== 'string' || entityId.length === 0 || entityId.length > MAX_ENTITY_ID_LENGTH) {
-    const got = typeof entityId === 'string' ? `a string of ${entityId.length} characters` : describeType(entityId);
-    throw fail('INVALID_ENTITY_ID', ['entityId'], `expected a string of 1 to ${MAX_ENTITY_ID_LENGTH} characters, got ${got}`);
+    const got =
+      typeof entityId === 'string' ? `a string of ${entityId.length} characters` : describeType(entityId);
+    throw fail(
+      'INVALID_ENTITY_ID',
+      ['entityId'],
+      `expected a string of 1 to ${MAX_ENTITY_ID_LENGTH} characters, got ${got}`,
+    );
   }
   if (
     baseVersion !== undefined &&
@@ -84,17 +93,29 @@ export async function prepareMutation(
     typeof baseVersion !== 'string' &&
     !(typeof baseVersion === 'number' && Number.isFinite(baseVersion))
   ) {
-    throw fail('VALIDATION_FAILED', ['baseVersion'], `expected a finite number, a string or null, got ${describeType(baseVersion)}`);
+    throw fail(
+      'VALIDATION_FAILED',
+      ['baseVersion'],
+      `expected a finite number, a string or null, got ${describeType(baseVersion)}`,
+    );
   }
   let deps: string[] = [];
   if (dependsOn !== undefined) {
     if (!Array.isArray(dependsOn) || dependsOn.length > MAX_DEPENDENCIES) {
-      throw fail('INVALID_DEPENDENCY', ['dependsOn'], `expected an array of at most ${MAX_DEPENDENCIES} mutation ids, got ${describeType(dependsOn)}`);
+      throw fail(
+        'INVALID_DEPENDENCY',
+        ['dependsOn'],
+        `expected an array of at most ${MAX_DEPENDENCIES} mutation ids, got ${describeType(dependsOn)}`,
+      );
     }
     for (let i = 0; i < dependsOn.length; i++) {
       const dep: unknown = dependsOn[i];
       if (typeof dep !== 'string' || dep.length === 0) {
-        throw fail('INVALID_DEPENDENCY', ['dependsOn', i], `expected a mutation id string, got ${describeType(dep)}`);
+        throw fail(
+          'INVALID_DEPENDENCY',
+          ['dependsOn', i],
+          `expected a mutation id string, got ${describeType(dep)}`,
+        );
       }
     }
     deps = [...new Set(dependsOn)];
@@ -108,7 +129,13 @@ export async function prepareMutation(
   if (jsonIssue) throw new ValidationError('PAYLOAD_NOT_JSON', [jsonIssue]);
 
   const schema =
-    op === 'create' ? entity.schema : op === 'update' ? entity.updateSchema : op === 'delete' ? undefined : entity.customOps.get(op);
+    op === 'create'
+      ? entity.schema
+      : op === 'update'
+        ? entity.updateSchema
+        : op === 'delete'
+          ? undefined
+          : entity.customOps.get(op);
   let value: unknown = data;
   if (schema && !(op !== 'create' && op !== 'update' && data === undefined)) {
     const result = await schema['~standard'].validate(data);
@@ -122,7 +149,11 @@ export async function prepareMutation(
   const dataJson = value === undefined ? null : JSON.stringify(value);
   const bytes = dataJson === null ? 0 : utf8Length(dataJson);
   if (bytes > entity.maxPayloadBytes) {
-    throw fail('PAYLOAD_TOO_LARGE', ['data'], `expected at most ${entity.maxPayloadBytes} bytes of JSON, got ${bytes}`);
+    throw fail(
+      'PAYLOAD_TOO_LARGE',
+      ['data'],
+      `expected at most ${entity.maxPayloadBytes} bytes of JSON, got ${bytes}`,
+    );
   }
   return {
     entity,

@@ -30,7 +30,10 @@ export function checkScope(scope: unknown): Scope {
   }
   if (orgId !== undefined && (typeof orgId !== 'string' || orgId.length === 0 || orgId.length > 512)) {
     throw new ValidationError('VALIDATION_FAILED', [
-      { path: ['scope', 'orgId'], message: `expected a non-empty string or undefined, got ${describeType(orgId)}` },
+      {
+        path: ['scope', 'orgId'],
+        message: `expected a non-empty string or undefined, got ${describeType(orgId)}`,
+      },
     ]);
   }
   return Object.freeze(orgId === undefined ? { userId } : { userId, orgId: orgId as string });

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
 import { ConfigError, createSyncEngine, StorageError } from 'sync-core';
+import { describe, expect, it } from 'vitest';
 import { createBetterSqlite3Storage } from '../../adapters/better-sqlite3/index.js';
 import { describeStorageConformance } from '../conformance/storage-conformance.js';
 import { betterSqlite3FileFactory, tempDir } from '../helpers/storage-factories.js';
@@ -42,7 +42,9 @@ describe('better-sqlite3 adapter', () => {
   it('rejects invalid options with a ConfigError naming the option', () => {
     const db = new Database(':memory:');
     expect(() => createBetterSqlite3Storage(db, { synchronous: 'SOMETIMES' as never })).toThrow(ConfigError);
-    expect(() => createBetterSqlite3Storage(db, { busyTimeoutMs: -1 })).toThrow(/busyTimeoutMs: expected an integer/);
+    expect(() => createBetterSqlite3Storage(db, { busyTimeoutMs: -1 })).toThrow(
+      /busyTimeoutMs: expected an integer/,
+    );
     expect(() => createBetterSqlite3Storage({} as never)).toThrow(ConfigError);
     db.close();
   });
@@ -53,7 +55,10 @@ describe('better-sqlite3 adapter', () => {
     const { writeFileSync, readFileSync } = await import('node:fs');
     writeFileSync(file, Buffer.from('this is not a sqlite database, it is a text file '.repeat(100)));
     const before = readFileSync(file);
-    const engine = createSyncEngine({ storage: createBetterSqlite3Storage(new Database(file)), entities: { a: {} } });
+    const engine = createSyncEngine({
+      storage: createBetterSqlite3Storage(new Database(file)),
+      entities: { a: {} },
+    });
     const error = await engine.open().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageError);
     expect(error).toMatchObject({ code: 'STORAGE_CORRUPT' });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
 import { ConfigError, createSyncEngine, StorageError } from 'sync-core';
+import { describe, expect, it } from 'vitest';
 import { createNodeFileSnapshot, createSqlJsStorage } from '../../adapters/sql-js/index.js';
 import { describeStorageConformance } from '../conformance/storage-conformance.js';
 import { loadSqlJs, sqlJsFileFactory, tempDir } from '../helpers/storage-factories.js';
@@ -44,7 +44,8 @@ describe('sql.js adapter', () => {
     const engine = createSyncEngine({ storage, entities: { a: {} } });
     await engine.open();
     await engine.start({ userId: 'u' });
-    for (let i = 0; i < 20; i++) await engine.enqueue({ entity: 'a', op: 'create', entityId: `${i}`, data: {} });
+    for (let i = 0; i < 20; i++)
+      await engine.enqueue({ entity: 'a', op: 'create', entityId: `${i}`, data: {} });
     expect(saves).toBe(0);
     await engine.close();
     expect(saves).toBe(1);
@@ -54,7 +55,10 @@ describe('sql.js adapter', () => {
   it('flush() saves pending writes on demand (e.g. on pagehide)', async () => {
     const SQL = await loadSqlJs();
     let saves = 0;
-    const storage = createSqlJsStorage(new SQL.Database(), { persist: () => void saves++, persistMode: { debounceMs: 60_000 } });
+    const storage = createSqlJsStorage(new SQL.Database(), {
+      persist: () => void saves++,
+      persistMode: { debounceMs: 60_000 },
+    });
     const engine = createSyncEngine({ storage, entities: { a: {} } });
     await engine.open();
     await engine.start({ userId: 'u' });
@@ -84,7 +88,10 @@ describe('sql.js adapter', () => {
     const path = join(dir, 'q.sqlite');
     writeFileSync(path, Buffer.from('garbage, not SQLite '.repeat(300)));
     const image = await createNodeFileSnapshot(path).load();
-    const engine = createSyncEngine({ storage: createSqlJsStorage(new SQL.Database(image)), entities: { a: {} } });
+    const engine = createSyncEngine({
+      storage: createSqlJsStorage(new SQL.Database(image)),
+      entities: { a: {} },
+    });
     const error = await engine.open().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(StorageError);
     expect(error).toMatchObject({ code: 'STORAGE_CORRUPT' });

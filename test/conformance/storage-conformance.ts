@@ -2,18 +2,13 @@
  * The storage conformance suite: every StorageAdapter must pass it. Each adapter's test file calls
  * `describeStorageConformance(factory)` and adds its own extras.
  */
+
+import { createSyncEngine, type StorageAdapter, StorageError, type SyncEngine, SyncError } from 'sync-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  createSyncEngine,
-  type StorageAdapter,
-  StorageError,
-  type SyncEngine,
-  SyncError,
-} from 'sync-core';
 import { MutationQueue } from '../../src/queue/mutation-queue.js';
 import { GuardedStorage } from '../../src/storage/guarded-storage.js';
 import { migrate } from '../../src/storage/migrations.js';
-import { manualClock, seededRandom, type StorageFactory } from '../helpers/storage-factories.js';
+import { manualClock, type StorageFactory, seededRandom } from '../helpers/storage-factories.js';
 
 const HOSTILE = [
   `it's "quoted" \\ back\\slash`,
@@ -43,7 +38,10 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
       adapters.push(adapter);
       return adapter;
     };
-    const engineOver = async (storage: StorageAdapter, entities = { activity: {}, contact: { coalesce: true } }) => {
+    const engineOver = async (
+      storage: StorageAdapter,
+      entities = { activity: {}, contact: { coalesce: true } },
+    ) => {
       const engine = createSyncEngine({ storage, entities, clock, random: seededRandom(7) });
       await engine.open();
       await engine.start({ userId: 'u1', orgId: 'o1' });
@@ -70,7 +68,11 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
         const storage = new GuardedStorage(await fresh());
         await storage.open();
         await storage.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, n INTEGER, r REAL)');
-        const { changes } = await storage.run('INSERT INTO t (s, n, r) VALUES (?, ?, ?)', ['x', 1_795_000_000_000, 1.5]);
+        const { changes } = await storage.run('INSERT INTO t (s, n, r) VALUES (?, ?, ?)', [
+          'x',
+          1_795_000_000_000,
+          1.5,
+        ]);
         expect(changes).toBe(1);
         const rows = await storage.all('SELECT id, s, n, r FROM t');
         expect(rows).toEqual([{ id: 1, s: 'x', n: 1_795_000_000_000, r: 1.5 }]);
@@ -194,9 +196,14 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
       it('round-trips large and Unicode payloads unchanged', async () => {
         const engine = await engineOver(await fresh());
         const big = { blob: 'x'.repeat(200_000), list: Array.from({ length: 1000 }, (_, i) => i) };
-        const unicode = { s: HOSTILE.join('|'), nested: { '键': ['😀', { 'ключ': '\u0000' }] } };
+        const unicode = { s: HOSTILE.join('|'), nested: { 键: ['😀', { ключ: '\u0000' }] } };
         const a = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'big', data: big });
-        const b = await engine.enqueue({ entity: 'activity', op: 'create', entityId: '😀/\u0000', data: unicode });
+        const b = await engine.enqueue({
+          entity: 'activity',
+          op: 'create',
+          entityId: '😀/\u0000',
+          data: unicode,
+        });
         expect((await engine.queue.get(a.id))?.data).toEqual(big);
         const gotB = await engine.queue.get(b.id);
         expect(gotB?.data).toEqual(unicode);
@@ -206,7 +213,9 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
 
       it("commits the app's own write and its mutation together or not at all", async () => {
         const engine = await engineOver(await fresh());
-        await engine.transaction((tx) => tx.run('CREATE TABLE activities (id TEXT PRIMARY KEY, title TEXT)').then(() => undefined));
+        await engine.transaction((tx) =>
+          tx.run('CREATE TABLE activities (id TEXT PRIMARY KEY, title TEXT)').then(() => undefined),
+        );
         await engine.transaction(async (tx) => {
           await tx.run('INSERT INTO activities (id, title) VALUES (?, ?)', ['a1', 'kept']);
           await tx.enqueue({ entity: 'activity', op: 'create', entityId: 'a1', data: { title: 'kept' } });
@@ -250,7 +259,11 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
                 exec: tx.exec.bind(tx),
                 all: tx.all.bind(tx),
                 run: (sql, params) => {
-                  if (failOnDelete > 0 && /^DELETE FROM sync_mutations WHERE id/.test(sql) && --failOnDelete === 0) {
+                  if (
+                    failOnDelete > 0 &&
+                    /^DELETE FROM sync_mutations WHERE id/.test(sql) &&
+                    --failOnDelete === 0
+                  ) {
                     throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
                   }
                   return tx.run(sql, params);
@@ -262,22 +275,48 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
         await storage.open();
         await migrate(storage);
         const queue = new MutationQueue(storage, clockLocal, seededRandom(1));
-        const entity = { name: 'activity', schema: undefined, updateSchema: undefined, coalesce: false, customOps: new Map(), maxPayloadBytes: 1000 };
+        const entity = {
+          name: 'activity',
+          schema: undefined,
+          updateSchema: undefined,
+          coalesce: false,
+          customOps: new Map(),
+          maxPayloadBytes: 1000,
+        };
         const scope = { userId: 'u1' };
         for (let i = 0; i < 3; i++) {
           await queue.insert(storage, scope, {
-            entity, op: 'create', entityId: `r${i}`, data: { i }, dataJson: JSON.stringify({ i }), bytes: 7, baseVersion: null, dependsOn: [],
+            entity,
+            op: 'create',
+            entityId: `r${i}`,
+            data: { i },
+            dataJson: JSON.stringify({ i }),
+            bytes: 7,
+            baseVersion: null,
+            dependsOn: [],
           });
         }
-        const claimed = await queue.claim({ scope, token: 't1', claimTtlMs: 60_000, maxCount: 10, maxBytes: 1e6 });
+        const claimed = await queue.claim({
+          scope,
+          token: 't1',
+          claimTtlMs: 60_000,
+          maxCount: 10,
+          maxBytes: 1e6,
+        });
         expect(claimed).toHaveLength(3);
         failOnDelete = 3;
         await expect(
-          queue.record('t1', claimed.map((m) => ({ id: m.id, outcome: { type: 'confirmed' } as const }))),
+          queue.record(
+            't1',
+            claimed.map((m) => ({ id: m.id, outcome: { type: 'confirmed' } as const })),
+          ),
         ).rejects.toMatchObject({ code: 'STORAGE_FULL' });
         // Nothing was recorded: all three still inflight under the claim.
         expect((await queue.stats('all')).inflight).toBe(3);
-        const again = await queue.record('t1', claimed.map((m) => ({ id: m.id, outcome: { type: 'confirmed' } as const })));
+        const again = await queue.record(
+          't1',
+          claimed.map((m) => ({ id: m.id, outcome: { type: 'confirmed' } as const })),
+        );
         expect(again).toEqual({ recorded: 3, stale: [] });
         expect((await queue.stats('all')).total).toBe(0);
         await storage.close();
@@ -291,22 +330,54 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
         const scope = { userId: 'u1', orgId: 'o1' };
         const a1 = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a', data: { n: 1 } });
         const a2 = await engine.enqueue({ entity: 'activity', op: 'update', entityId: 'a', data: { n: 2 } });
-        const b1 = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'b', data: {}, dependsOn: [a1.id] });
+        const b1 = await engine.enqueue({
+          entity: 'activity',
+          op: 'create',
+          entityId: 'b',
+          data: {},
+          dependsOn: [a1.id],
+        });
         const c1 = await engine.enqueue({ entity: 'contact', op: 'create', entityId: 'c', data: {} });
-        const first = await queue.claim({ scope, token: 'run-1', claimTtlMs: 1000, maxCount: 10, maxBytes: 1e6 });
+        const first = await queue.claim({
+          scope,
+          token: 'run-1',
+          claimTtlMs: 1000,
+          maxCount: 10,
+          maxBytes: 1e6,
+        });
         expect(first.map((m) => m.id)).toEqual([a1.id, c1.id]);
         // Nothing more is claimable while a1 is in flight.
-        expect(await queue.claim({ scope, token: 'run-2', claimTtlMs: 1000, maxCount: 10, maxBytes: 1e6 })).toEqual([]);
+        expect(
+          await queue.claim({ scope, token: 'run-2', claimTtlMs: 1000, maxCount: 10, maxBytes: 1e6 }),
+        ).toEqual([]);
         // The run dies; after the claim expires, its mutations are pending again, no attempt counted.
         clock.advance(1001);
         expect(await queue.recoverExpired(1000)).toBe(2);
         expect((await engine.queue.get(a1.id))?.attempts).toBe(0);
-        const second = await queue.claim({ scope, token: 'run-3', claimTtlMs: 1000, maxCount: 10, maxBytes: 1e6 });
+        const second = await queue.claim({
+          scope,
+          token: 'run-3',
+          claimTtlMs: 1000,
+          maxCount: 10,
+          maxBytes: 1e6,
+        });
         expect(second.map((m) => m.id)).toEqual([a1.id, c1.id]);
         // A stale holder can no longer record: its claim token is gone.
-        expect(await queue.record('run-1', [{ id: a1.id, outcome: { type: 'confirmed' } }])).toEqual({ recorded: 0, stale: [a1.id] });
-        await queue.record('run-3', [{ id: a1.id, outcome: { type: 'confirmed' } }, { id: c1.id, outcome: { type: 'confirmed' } }]);
-        const third = await queue.claim({ scope, token: 'run-4', claimTtlMs: 1000, maxCount: 10, maxBytes: 1e6 });
+        expect(await queue.record('run-1', [{ id: a1.id, outcome: { type: 'confirmed' } }])).toEqual({
+          recorded: 0,
+          stale: [a1.id],
+        });
+        await queue.record('run-3', [
+          { id: a1.id, outcome: { type: 'confirmed' } },
+          { id: c1.id, outcome: { type: 'confirmed' } },
+        ]);
+        const third = await queue.claim({
+          scope,
+          token: 'run-4',
+          claimTtlMs: 1000,
+          maxCount: 10,
+          maxBytes: 1e6,
+        });
         expect(third.map((m) => m.id)).toEqual([a2.id, b1.id]);
         await storage.close();
       });
@@ -314,7 +385,9 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
       it('refuses every use after close with a typed error', async () => {
         const engine = await engineOver(await fresh());
         await engine.close();
-        await expect(engine.enqueue({ entity: 'activity', op: 'create', entityId: 'x', data: {} })).rejects.toMatchObject({
+        await expect(
+          engine.enqueue({ entity: 'activity', op: 'create', entityId: 'x', data: {} }),
+        ).rejects.toMatchObject({
           code: 'ENGINE_CLOSED',
         });
         await expect(engine.queue.stats()).rejects.toBeInstanceOf(SyncError);
