@@ -7,10 +7,44 @@
  * @packageDocumentation
  */
 
+export type {
+  BackoffBounds,
+  BackoffOptions,
+  BackoffPolicy,
+  ClampScheduledTimeInput,
+  FailureClass,
+  HttpStatusClass,
+  JitterMode,
+  NextAttemptDelayInput,
+  RetryAfterContext,
+} from './backoff/index.js';
+export {
+  attemptCounts,
+  backoffBaseDelay,
+  backoffBounds,
+  backoffDelay,
+  clampScheduledTime,
+  classifyHttpStatus,
+  DEFAULT_RETRY_AFTER_CEILING_MS,
+  isExhausted,
+  nextAttemptDelay,
+  parseRetryAfter,
+  RETRY_AFTER_MAX_MS,
+  resolveBackoffPolicy,
+  runBackoffDelay,
+} from './backoff/index.js';
 export type { EntityOptions, QueueLimits } from './config.js';
 export { DEFAULT_MAX_PAYLOAD_BYTES } from './config.js';
-export type { Clock, RandomSource } from './contracts/clock.js';
-export { defaultRandom, systemClock } from './contracts/clock.js';
+export type { Clock, RandomSource, TimerHandle, Timers } from './contracts/clock.js';
+export { defaultRandom, systemClock, systemTimers } from './contracts/clock.js';
+export type {
+  NetworkAdapter,
+  OutgoingMutation,
+  PushItemResult,
+  PushRequest,
+  PushResponse,
+  TransportFailure,
+} from './contracts/network-adapter.js';
 export type {
   BuiltinOp,
   JsonObject,
@@ -45,6 +79,13 @@ export type {
 } from './engine/create-sync-engine.js';
 export { createSyncEngine } from './engine/create-sync-engine.js';
 export type {
+  RunCounts,
+  RunOptions,
+  RunOutcome,
+  RunReport,
+  RunTrigger,
+} from './engine/sync-run.js';
+export type {
   StorageErrorCode,
   SyncErrorCode,
   SyncErrorOptions,
@@ -58,7 +99,19 @@ export {
   SyncError,
   ValidationError,
 } from './errors.js';
-export type { MutationEnqueuedEvent, SyncEvents } from './events.js';
+export type {
+  AuthRequiredEvent,
+  BatchFailedEvent,
+  BatchSentEvent,
+  ConflictDetectedEvent,
+  MutationConfirmedEvent,
+  MutationEnqueuedEvent,
+  MutationFailedEvent,
+  RetryScheduledEvent,
+  RunProgressEvent,
+  RunStartedEvent,
+  SyncEvents,
+} from './events.js';
 export { MAX_JSON_DEPTH } from './queue/json-safety.js';
 export type { CoalesceOutcome, EnqueuedMutation, ListOptions } from './queue/mutation-queue.js';
 export { MAX_DEPENDENCIES, MAX_ENTITY_ID_LENGTH } from './queue/prepare-mutation.js';

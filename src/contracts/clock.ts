@@ -55,3 +55,31 @@ export function defaultRandom(): RandomSource {
   }
   return Math.random;
 }
+
+/** An opaque timer handle returned by {@link Timers.setTimeout}. */
+export type TimerHandle = unknown;
+
+/**
+ * One-shot timers, injected like the clock: the core arms them for run deadlines, and the
+ * in-process scheduler for the next run. Tests pass fake timers; apps rarely need to.
+ */
+export interface Timers {
+  setTimeout(callback: () => void, delayMs: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/**
+ * The platform's timers. They are looked up on `globalThis` at each call (not captured at import),
+ * so test frameworks that install fake timers afterwards still take effect. On Node the timer is
+ * `unref`'d: a pending deadline or retry never keeps a process alive by itself.
+ */
+export const systemTimers: Timers = Object.freeze({
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const handle = globalThis.setTimeout(callback, Math.max(0, delayMs));
+    (handle as { unref?: () => void }).unref?.();
+    return handle;
+  },
+  clearTimeout(handle: TimerHandle): void {
+    globalThis.clearTimeout(handle as ReturnType<typeof globalThis.setTimeout>);
+  },
+});

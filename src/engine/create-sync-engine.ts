@@ -1,15 +1,30 @@
 import { EventEmitter } from 'eventemitter3';
 import {
+  type BackoffOptions,
+  type BackoffPolicy,
+  DEFAULT_RETRY_AFTER_CEILING_MS,
+  resolveBackoffPolicy,
+} from '../backoff/index.js';
+import {
   type EntityOptions,
   invalidOption,
+  positiveInteger,
   type QueueLimits,
   type ResolvedEntity,
   resolveEntities,
 } from '../config.js';
-import { type Clock, defaultRandom, type RandomSource, systemClock } from '../contracts/clock.js';
+import {
+  type Clock,
+  defaultRandom,
+  type RandomSource,
+  systemClock,
+  systemTimers,
+  type Timers,
+} from '../contracts/clock.js';
+import type { NetworkAdapter } from '../contracts/network-adapter.js';
 import type { Mutation, MutationInput, QueueStats, Scope } from '../contracts/records.js';
 import type { SqlParams, SqlRow, StorageAdapter } from '../contracts/storage-adapter.js';
-import { StateError, ValidationError } from '../errors.js';
+import { ConfigError, StateError, ValidationError } from '../errors.js';
 import type { MutationEnqueuedEvent, SyncEvents } from '../events.js';
 import { uuidV4 } from '../queue/ids.js';
 import { type EnqueuedMutation, type ListOptions, MutationQueue } from '../queue/mutation-queue.js';
@@ -17,6 +32,8 @@ import { type PreparedMutation, prepareMutation } from '../queue/prepare-mutatio
 import { checkScope, scopeKey } from '../queue/scope.js';
 import { GuardedStorage } from '../storage/guarded-storage.js';
 import { migrate } from '../storage/migrations.js';
+import { RunLease } from './lease.js';
+import { AuthGate, type RunOptions, type RunReport, SyncRun } from './sync-run.js';
 
 /**
  * Options of {@link createSyncEngine}. Only `storage` and `entities` are required.
@@ -32,6 +49,44 @@ export interface SyncEngineOptions {
   readonly random?: RandomSource;
   /** Payload limits. */
   readonly limits?: QueueLimits;
+  /**
+   * Sends batches: `createFetchNetwork(…)` from `sync-core/fetch`, or your own adapter. Required
+   * for `runOnce`; an engine without one only queues.
+   */
+  readonly network?: NetworkAdapter;
+  /**
+   * Per-mutation retry backoff (DESIGN.md section 5): 30 s initial, ×2, capped at 1 h, equal
+   * jitter, no attempt limit by default. The same policy spaces runs that end offline.
+   */
+  readonly backoff?: BackoffOptions & {
+    /**
+     * The longest server `Retry-After` honoured; longer ones are cut to this.
+     * @default 86_400_000 (24 h)
+     */
+    readonly retryAfterCeilingMs?: number;
+  };
+  /** Batch limits of a run. A run holds at most one claim of this size in memory (invariant 7). */
+  readonly batch?: {
+    /** Most mutations claimed per round. @default 100 (max 1000) */
+    readonly maxCount?: number;
+    /** Most payload bytes claimed per round (at least one mutation is always claimed). @default 1_048_576 */
+    readonly maxBytes?: number;
+    /** Requests in flight at once (one per entity type of a round). @default 4 (max 32) */
+    readonly concurrency?: number;
+  };
+  /**
+   * How long a run's lease and its claims last without renewal. A run renews both each round; a
+   * crashed run's lease and claims expire after this. Keep it above your request timeout.
+   * @default 60_000
+   */
+  readonly leaseTtlMs?: number;
+  /**
+   * How long the first round of a run is assumed to take before any is measured, to decide whether
+   * it fits before the deadline. @default 2_000
+   */
+  readonly initialBatchEstimateMs?: number;
+  /** Timers for run deadlines. @default the platform's timers, unref'd on Node */
+  readonly timers?: Timers;
 }
 
 /** The statements and enqueue calls available inside {@link SyncEngine.transaction}. */
@@ -115,6 +170,18 @@ export interface SyncEngine
   transaction<T>(fn: (tx: EngineTransaction) => Promise<T>): Promise<T>;
   /** Inspect, retry and discard queued mutations. */
   readonly queue: QueueApi;
+  /**
+   * One sync run (DESIGN.md section 4) for the active scope: take the lease, recover expired
+   * claims, push due mutations in rounds until drained, the deadline nears, the signal aborts,
+   * the network is down, the server asks to slow down, or credentials are refused. This is what
+   * an OS background hook calls. Never rejects for network trouble: see the report's `outcome`.
+   *
+   * `run:started`, `run:progress` and `run:finished` are emitted for runs that took the lease;
+   * a `busy` or `no-scope` report is returned without events.
+   *
+   * @throws ConfigError when the engine has no network adapter; StateError when not open.
+   */
+  runOnce(options?: RunOptions): Promise<RunReport>;
 }
 
 class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
@@ -123,6 +190,16 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   readonly #clock: Clock;
   readonly #random: RandomSource;
   readonly #queue: MutationQueue;
+  readonly #network: NetworkAdapter | undefined;
+  readonly #timers: Timers;
+  readonly #policy: BackoffPolicy;
+  readonly #retryAfterCeilingMs: number;
+  readonly #batch: { readonly maxCount: number; readonly maxBytes: number; readonly concurrency: number };
+  readonly #leaseTtlMs: number;
+  readonly #initialBatchEstimateMs: number;
+  readonly #lease: RunLease;
+  readonly #auth = new AuthGate();
+  #currentRun: { run: SyncRun; done: Promise<RunReport> } | undefined;
   #clientId: string | undefined;
   #scope: Scope | undefined;
   #state: 'new' | 'opening' | 'open' | 'closed' = 'new';
@@ -155,6 +232,40 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? defaultRandom();
     this.#queue = new MutationQueue(this.#storage, this.#clock, this.#random);
+    const network = options.network;
+    if (
+      network !== undefined &&
+      (typeof network !== 'object' || network === null || typeof network.push !== 'function')
+    ) {
+      invalidOption('network', 'a NetworkAdapter (push)', network);
+    }
+    this.#network = network;
+    if (
+      options.timers !== undefined &&
+      (typeof options.timers?.setTimeout !== 'function' || typeof options.timers?.clearTimeout !== 'function')
+    ) {
+      invalidOption('timers', 'an object with setTimeout and clearTimeout', options.timers);
+    }
+    this.#timers = options.timers ?? systemTimers;
+    const { retryAfterCeilingMs, ...backoff } = options.backoff ?? {};
+    this.#policy = resolveBackoffPolicy(backoff);
+    this.#retryAfterCeilingMs = positiveInteger(
+      'backoff.retryAfterCeilingMs',
+      retryAfterCeilingMs,
+      DEFAULT_RETRY_AFTER_CEILING_MS,
+    );
+    this.#batch = {
+      maxCount: positiveInteger('batch.maxCount', options.batch?.maxCount, 100, 1000),
+      maxBytes: positiveInteger('batch.maxBytes', options.batch?.maxBytes, 1_048_576),
+      concurrency: positiveInteger('batch.concurrency', options.batch?.concurrency, 4, 32),
+    };
+    this.#leaseTtlMs = positiveInteger('leaseTtlMs', options.leaseTtlMs, 60_000);
+    this.#initialBatchEstimateMs = positiveInteger(
+      'initialBatchEstimateMs',
+      options.initialBatchEstimateMs,
+      2_000,
+    );
+    this.#lease = new RunLease(this.#storage, this.#clock, this.#leaseTtlMs);
     this.queue = this.#createQueueApi();
   }
 
@@ -201,18 +312,25 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     if (this.#state === 'closed') return;
     if (this.#opening) await this.#opening.catch(() => undefined);
     this.#state = 'closed';
+    await this.#abortRun();
     await this.#storage.close();
   }
 
   async start(scope: Scope): Promise<void> {
     this.#assertOpen('start');
-    this.#scope = checkScope(scope);
+    const checked = checkScope(scope);
+    if (this.#scope !== undefined && scopeKey(this.#scope) !== scopeKey(checked)) await this.#abortRun();
+    this.#scope = checked;
+    // Signing in again is how the app says credentials are good again after `auth-required`.
+    await this.#storage.run("DELETE FROM sync_meta WHERE key = 'auth_paused'");
   }
 
   async stop(options: { readonly purge?: boolean } = {}): Promise<StopResult> {
     this.#assertOpen('stop');
     const scope = this.#scope;
     this.#scope = undefined;
+    // A run of the signed-out user must not keep sending (DESIGN.md invariant 5).
+    await this.#abortRun();
     if (!options.purge || scope === undefined) return { purged: 0 };
     const { changes } = await this.#storage.run('DELETE FROM sync_mutations WHERE scope = ?', [
       scopeKey(scope),
@@ -296,6 +414,120 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     return result;
   }
 
+  async runOnce(options: RunOptions = {}): Promise<RunReport> {
+    this.#assertOpen('runOnce');
+    const network = this.#network;
+    if (network === undefined) {
+      throw new ConfigError('runOnce: expected a network adapter, got none (createSyncEngine({ network }))');
+    }
+    if (typeof options !== 'object' || options === null)
+      invalidOption('runOnce(options)', 'an object', options);
+    if (options.deadline !== undefined && !Number.isFinite(options.deadline)) {
+      invalidOption('runOnce(options).deadline', 'a finite time in ms since epoch', options.deadline);
+    }
+    if (options.signal !== undefined && typeof options.signal?.addEventListener !== 'function') {
+      invalidOption('runOnce(options).signal', 'an AbortSignal', options.signal);
+    }
+    const trigger = options.trigger ?? 'manual';
+    const runId = uuidV4(this.#random);
+    const startedAt = this.#clock.now();
+    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required'): RunReport =>
+      Object.freeze({
+        runId,
+        trigger,
+        outcome,
+        startedAt,
+        finishedAt: startedAt,
+        counts: Object.freeze({
+          pushed: 0,
+          retried: 0,
+          failed: 0,
+          conflicted: 0,
+          released: 0,
+          recovered: 0,
+          batches: 0,
+        }),
+        nextDueAt: null,
+      });
+    const scope = this.#scope;
+    if (scope === undefined) return trivial('no-scope');
+    if (this.#currentRun !== undefined) return trivial('busy');
+    const paused = await this.#storage.all<{ value: string }>(
+      "SELECT value FROM sync_meta WHERE key = 'auth_paused'",
+    );
+    if (paused[0]?.value === scopeKey(scope)) return trivial('auth-required');
+    if (!(await this.#lease.acquire(runId))) return trivial('busy');
+
+    const run = new SyncRun(
+      {
+        queue: this.#queue,
+        lease: this.#lease,
+        network,
+        clock: this.#clock,
+        random: this.#random,
+        timers: this.#timers,
+        policy: this.#policy,
+        retryAfterCeilingMs: this.#retryAfterCeilingMs,
+        clientId: this.clientId,
+        scope,
+        batch: this.#batch,
+        claimTtlMs: this.#leaseTtlMs,
+        initialBatchEstimateMs: this.#initialBatchEstimateMs,
+        emit: (event, payload) => this.#emit(event, payload),
+        auth: this.#auth,
+      },
+      runId,
+      options,
+    );
+    const onAbort = () => run.abort('aborted');
+    if (options.signal?.aborted) run.abort('aborted');
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = run.execute(startedAt);
+    this.#currentRun = { run, done };
+    let report: RunReport;
+    try {
+      report = await done;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      this.#currentRun = undefined;
+      await this.#lease.release(runId).catch(() => undefined);
+    }
+    if (report.outcome === 'auth-required') {
+      await this.#storage
+        .run(
+          "INSERT INTO sync_meta (key, value) VALUES ('auth_paused', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+          [scopeKey(scope)],
+        )
+        .catch(() => undefined);
+    }
+    this.#emit('run:finished', report);
+    return report;
+  }
+
+  /** Abort the run in progress, if any, and wait until it has released its claims. */
+  async #abortRun(): Promise<void> {
+    const current = this.#currentRun;
+    if (current === undefined) return;
+    current.run.abort('aborted');
+    await current.done.catch(() => undefined);
+  }
+
+  /**
+   * Emit to every listener; a listener that throws is reported on a later microtask instead of
+   * breaking the run that emitted (its claims would otherwise stay inflight until they expire).
+   */
+  #emit<E extends keyof SyncEvents>(event: E, payload: Parameters<SyncEvents[E]>[0]): void {
+    for (const listener of this.listeners(event)) {
+      try {
+        (listener as (arg: typeof payload) => void)(payload);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
   async #prepareAll(inputs: readonly MutationInput[]): Promise<PreparedMutation[]> {
     if (!Array.isArray(inputs)) {
       throw new ValidationError('VALIDATION_FAILED', [
@@ -327,7 +559,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         op: m.op,
         coalesced: m.coalesced,
       });
-      this.emit('mutation:enqueued', event);
+      this.#emit('mutation:enqueued', event);
     }
   }
 

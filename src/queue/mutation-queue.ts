@@ -44,7 +44,9 @@ export type MutationOutcome =
   /** Not sent, or sent without effect (offline, aborted): back to pending, no attempt counted. */
   | { readonly type: 'release' }
   /** Dead-lettered: rejected by the server, or out of attempts. */
-  | { readonly type: 'failed'; readonly error: MutationError; readonly countsAttempt: boolean };
+  | { readonly type: 'failed'; readonly error: MutationError; readonly countsAttempt: boolean }
+  /** The server reported a version conflict; the record waits for a resolution. */
+  | { readonly type: 'conflict'; readonly error: MutationError; readonly countsAttempt: boolean };
 
 /** One entry of {@link MutationQueue.record}. */
 export interface RecordEntry {
@@ -338,10 +340,11 @@ export class MutationQueue {
             ));
             break;
           case 'failed':
+          case 'conflict':
             ({ changes } = await tx.run(
-              `UPDATE sync_mutations SET state = 'failed', attempts = attempts + ?, last_error = ?,
+              `UPDATE sync_mutations SET state = ?, attempts = attempts + ?, last_error = ?,
                  claim_token = NULL, claim_expires_at = NULL, updated_at = ? WHERE id = ? AND claim_token = ?`,
-              [outcome.countsAttempt ? 1 : 0, JSON.stringify(outcome.error), now, id, token],
+              [outcome.type, outcome.countsAttempt ? 1 : 0, JSON.stringify(outcome.error), now, id, token],
             ));
             break;
         }
@@ -367,6 +370,51 @@ export class MutationQueue {
       [now, now, now + claimTtlMs],
     );
     return changes;
+  }
+
+  /**
+   * Pull schedules that lie implausibly far ahead back to `now + clampToMs` (FAULTS.md 29): when
+   * the wall clock jumps back, a retry scheduled for "in 30 s" would otherwise wait a day.
+   * Anything further ahead than `ceilingMs` (the longest delay the policy or a Retry-After could
+   * have produced) cannot be a real schedule.
+   *
+   * @returns how many were clamped.
+   */
+  async clampFutureSchedules(ceilingMs: number, clampToMs: number): Promise<number> {
+    const now = this.#clock.now();
+    const { changes } = await this.#storage.run(
+      "UPDATE sync_mutations SET next_attempt_at = ?, updated_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+      [now + clampToMs, now, now + ceilingMs],
+    );
+    return changes;
+  }
+
+  /**
+   * When the next mutation of `scope` could be sent: the earliest `nextAttemptAt` among pending
+   * mutations that head their record with every dependency confirmed (a mutation stuck behind a
+   * failed one does not count: waking up for it would find nothing to send). `null` when none.
+   */
+  async nextDueAt(scope: Scope): Promise<number | null> {
+    const rows = await this.#storage.all<{ due: number | null }>(
+      `SELECT MIN(m.next_attempt_at) AS due FROM sync_mutations AS m
+       WHERE m.scope = ? AND m.state = 'pending'
+         AND NOT EXISTS (SELECT 1 FROM sync_mutations AS p
+           WHERE p.scope = m.scope AND p.entity = m.entity AND p.entity_id = m.entity_id AND p.seq < m.seq)
+         AND (m.depends_on IS NULL OR NOT EXISTS (
+           SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))`,
+      [scopeKey(scope)],
+    );
+    const due = rows[0]?.due;
+    return due === null || due === undefined ? null : Number(due);
+  }
+
+  /** How many mutations of `scope` are pending and due now (for progress totals). */
+  async countDue(scope: Scope): Promise<number> {
+    const rows = await this.#storage.all<{ n: number }>(
+      "SELECT COUNT(*) AS n FROM sync_mutations WHERE scope = ? AND state = 'pending' AND next_attempt_at <= ?",
+      [scopeKey(scope), this.#clock.now()],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 
   /** Counts per state and the age of the oldest mutation; one scope, or every scope. */

@@ -57,6 +57,18 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX sync_mutations_state ON sync_mutations (scope, state)',
     ],
   },
+  {
+    version: 2,
+    description: 'the run lease (single flight across processes)',
+    statements: [
+      `CREATE TABLE sync_lease (
+        name TEXT PRIMARY KEY NOT NULL,
+        holder TEXT NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this build of sync-core writes. */

@@ -1,0 +1,67 @@
+import type { Clock } from '../contracts/clock.js';
+import type { GuardedStorage } from '../storage/guarded-storage.js';
+
+const LEASE = 'sync';
+
+/**
+ * The run lease: at most one sync run per database at a time, across processes (DESIGN.md
+ * invariant 6). A row in `sync_lease` names the holder and an expiry; it is taken in an immediate
+ * transaction (so two processes cannot both see it free), renewed every round, and released at
+ * the end of the run. A holder that crashed stops renewing, and the next run takes over once the
+ * lease expires.
+ */
+export class RunLease {
+  readonly #storage: GuardedStorage;
+  readonly #clock: Clock;
+  readonly #ttlMs: number;
+
+  constructor(storage: GuardedStorage, clock: Clock, ttlMs: number) {
+    this.#storage = storage;
+    this.#clock = clock;
+    this.#ttlMs = ttlMs;
+  }
+
+  /**
+   * Take the lease for `holder`.
+   * @returns `true` when taken; `false` when a live holder has it.
+   */
+  acquire(holder: string): Promise<boolean> {
+    return this.#storage.transaction('immediate', async (tx) => {
+      const now = this.#clock.now();
+      const [row] = await tx.all<{ holder: string; expires_at: number }>(
+        'SELECT holder, expires_at FROM sync_lease WHERE name = ?',
+        [LEASE],
+      );
+      // An expiry further ahead than one TTL can only come from a clock that went back: the
+      // holder would have renewed with the current clock. Treat it as expired rather than
+      // letting a clock jump block sync until the wall clock catches up.
+      if (row && row.holder !== holder && row.expires_at > now && row.expires_at <= now + this.#ttlMs) {
+        return false;
+      }
+      await tx.run(
+        `INSERT INTO sync_lease (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
+        [LEASE, holder, now, now + this.#ttlMs],
+      );
+      return true;
+    });
+  }
+
+  /**
+   * Extend the lease. @returns `false` when `holder` no longer holds it (it expired and another
+   * run took it): the caller must stop sending.
+   */
+  async renew(holder: string): Promise<boolean> {
+    const now = this.#clock.now();
+    const { changes } = await this.#storage.run(
+      'UPDATE sync_lease SET expires_at = ? WHERE name = ? AND holder = ?',
+      [now + this.#ttlMs, LEASE, holder],
+    );
+    return changes === 1;
+  }
+
+  /** Give the lease up (only if still held by `holder`). */
+  async release(holder: string): Promise<void> {
+    await this.#storage.run('DELETE FROM sync_lease WHERE name = ? AND holder = ?', [LEASE, holder]);
+  }
+}

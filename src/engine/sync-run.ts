@@ -1,0 +1,527 @@
+import type { BackoffPolicy } from '../backoff/index.js';
+import type { Clock, RandomSource, TimerHandle, Timers } from '../contracts/clock.js';
+import type {
+  NetworkAdapter,
+  PushItemResult,
+  PushResponse,
+  TransportFailure,
+} from '../contracts/network-adapter.js';
+import type { Mutation, Scope } from '../contracts/records.js';
+import { SyncError } from '../errors.js';
+import type { SyncEvents } from '../events.js';
+import type { MutationQueue, RecordEntry } from '../queue/mutation-queue.js';
+import type { RunLease } from './lease.js';
+import {
+  type Decision,
+  type DecisionContext,
+  decideFailure,
+  decideMissing,
+  decideResult,
+} from './outcomes.js';
+
+/** What started a run. Free-form labels are allowed; these are the ones the library uses. */
+export type RunTrigger = 'background' | 'foreground' | 'connectivity' | 'schedule' | 'manual' | (string & {});
+
+/**
+ * How a run ended.
+ *
+ * - `ok`: everything that was due was sent and recorded.
+ * - `offline`: the network was unreachable; claims were released, no attempt counted.
+ * - `throttled`: the server asked to slow down (429/503); the run stopped after recording.
+ * - `server-error`: a whole batch failed (5xx, timeout, an invalid response such as a captive
+ *   portal's page); the run stopped rather than hammer a failing server. Backoff was recorded.
+ * - `deadline`: the run stopped before its deadline (or was cut at it) with work left.
+ * - `aborted`: the host's signal aborted the run.
+ * - `auth-required`: credentials were refused after one refresh; sync pauses until `start()`.
+ * - `busy`: another run holds the lease (this process or another); nothing was done.
+ * - `lease-lost`: the lease expired mid-run and another run took it; this one stopped.
+ * - `no-scope`: no user is signed in (`start()` was not called); nothing was done.
+ * - `error`: storage failed; see `error`.
+ */
+export type RunOutcome =
+  | 'ok'
+  | 'offline'
+  | 'throttled'
+  | 'server-error'
+  | 'deadline'
+  | 'aborted'
+  | 'auth-required'
+  | 'busy'
+  | 'lease-lost'
+  | 'no-scope'
+  | 'error';
+
+/** Counts of one run. They match what was recorded in the queue (DESIGN.md invariant 8). */
+export interface RunCounts {
+  /** Confirmed by the server (applied or duplicate), removed from the queue. */
+  readonly pushed: number;
+  /** Scheduled for another attempt. */
+  readonly retried: number;
+  /** Dead-lettered (rejected or exhausted). */
+  readonly failed: number;
+  /** Stopped on a version conflict. */
+  readonly conflicted: number;
+  /** Claimed but released unsent or without effect (offline, aborted, deadline, auth); no attempt. */
+  readonly released: number;
+  /** Expired claims of a dead run returned to pending at the start. */
+  readonly recovered: number;
+  /** Requests made (batches, including a resend after a credential refresh). */
+  readonly batches: number;
+}
+
+/** The report `runOnce` returns and `run:finished` carries. */
+export interface RunReport {
+  readonly runId: string;
+  readonly trigger: RunTrigger;
+  readonly outcome: RunOutcome;
+  readonly startedAt: number;
+  readonly finishedAt: number;
+  readonly counts: RunCounts;
+  /**
+   * When the earliest remaining mutation becomes sendable (ms since epoch), or `null` when nothing
+   * sendable remains. A scheduler runs again then (DESIGN.md section 4).
+   */
+  readonly nextDueAt: number | null;
+  /** Present when `outcome` is `error`: the storage failure. */
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** Options of one run. */
+export interface RunOptions {
+  /** What started the run, for reports and events. @default 'manual' */
+  readonly trigger?: RunTrigger;
+  /** Abort the run: in-flight requests are aborted and their claims released. */
+  readonly signal?: AbortSignal;
+  /**
+   * Wall-clock time (ms since epoch) by which the run must have finished, e.g. the OS background
+   * task's budget. No batch is started that would not finish by then (judged by measured batch
+   * durations); requests still in flight at the deadline are aborted and their claims released.
+   */
+  readonly deadline?: number;
+}
+
+/** The fixed parts a run needs from its engine. */
+export interface RunContext {
+  readonly queue: MutationQueue;
+  readonly lease: RunLease;
+  readonly network: NetworkAdapter;
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly timers: Timers;
+  readonly policy: BackoffPolicy;
+  readonly retryAfterCeilingMs: number;
+  readonly clientId: string;
+  readonly scope: Scope;
+  readonly batch: { readonly maxCount: number; readonly maxBytes: number; readonly concurrency: number };
+  readonly claimTtlMs: number;
+  readonly initialBatchEstimateMs: number;
+  readonly emit: <E extends keyof SyncEvents>(event: E, payload: Parameters<SyncEvents[E]>[0]) => void;
+  /** Single-flight credential refresh shared by every request of the engine. */
+  readonly auth: AuthGate;
+}
+
+/**
+ * Credential refresh shared by concurrent requests (DESIGN.md section 5, FAULTS.md 24): the first
+ * 401 starts one refresh; requests that got a 401 with credentials older than the latest refresh
+ * just resend; a 401 with fresh credentials after a refresh in this run means sync must pause.
+ */
+export class AuthGate {
+  #generation = 0;
+  #refreshing: Promise<boolean> | undefined;
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * A request sent with credentials of `usedGeneration` got a 401. Resolves `true` when it should
+   * be resent (credentials were, or just got, refreshed), `false` when sync must pause.
+   */
+  async onUnauthorized(
+    usedGeneration: number,
+    refreshedThisRun: { value: boolean },
+    refresh: (() => Promise<boolean>) | undefined,
+  ): Promise<boolean> {
+    if (usedGeneration < this.#generation) return true;
+    if (this.#refreshing) return this.#refreshing;
+    if (refreshedThisRun.value || refresh === undefined) return false;
+    refreshedThisRun.value = true;
+    this.#refreshing = refresh()
+      .then((ok) => {
+        if (ok) this.#generation++;
+        return ok;
+      })
+      .catch(() => false)
+      .finally(() => {
+        this.#refreshing = undefined;
+      });
+    return this.#refreshing;
+  }
+}
+
+type MutableCounts = { -readonly [K in keyof RunCounts]: RunCounts[K] };
+
+/** Why the round loop stops early. */
+type StopReason = Exclude<RunOutcome, 'ok' | 'busy' | 'no-scope' | 'error'>;
+
+const SLOW_DOWN_STATUSES = new Set([429, 503]);
+
+/**
+ * One sync run (DESIGN.md section 4), from a taken lease to its report. Created by the engine for
+ * each `runOnce`; not reusable.
+ */
+export class SyncRun {
+  readonly #ctx: RunContext;
+  readonly #runId: string;
+  readonly #trigger: RunTrigger;
+  readonly #deadline: number | undefined;
+  readonly #controller = new AbortController();
+  readonly #counts: MutableCounts = {
+    pushed: 0,
+    retried: 0,
+    failed: 0,
+    conflicted: 0,
+    released: 0,
+    recovered: 0,
+    batches: 0,
+  };
+  readonly #durations: number[] = [];
+  readonly #refreshedThisRun = { value: false };
+  #stop: StopReason | undefined;
+  #done = 0;
+  #total = 0;
+
+  constructor(ctx: RunContext, runId: string, options: RunOptions) {
+    this.#ctx = ctx;
+    this.#runId = runId;
+    this.#trigger = options.trigger ?? 'manual';
+    this.#deadline = options.deadline;
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Abort the run from outside (engine stop/close, host signal). */
+  abort(reason: 'aborted' | 'deadline'): void {
+    this.#stop ??= reason;
+    this.#controller.abort(reason);
+  }
+
+  /**
+   * Run with the lease already held by `this.#runId`. Never rejects for network trouble; rejects
+   * only with a storage error after having released what it could.
+   */
+  async execute(startedAt: number): Promise<RunReport> {
+    const ctx = this.#ctx;
+    let timer: TimerHandle | undefined;
+    let outcome: RunOutcome = 'ok';
+    let error: RunReport['error'];
+    ctx.emit('run:started', { runId: this.#runId, trigger: this.#trigger, startedAt });
+    try {
+      if (this.#deadline !== undefined) {
+        const remaining = this.#deadline - ctx.clock.now();
+        if (remaining <= 0) this.abort('deadline');
+        else timer = ctx.timers.setTimeout(() => this.abort('deadline'), remaining);
+      }
+      this.#counts.recovered = await ctx.queue.recoverExpired(ctx.claimTtlMs);
+      await ctx.queue.clampFutureSchedules(
+        Math.max(ctx.policy.maxMs, ctx.retryAfterCeilingMs),
+        ctx.policy.maxMs,
+      );
+      this.#total = await ctx.queue.countDue(ctx.scope);
+      await this.#rounds();
+      outcome = this.#stop ?? 'ok';
+    } catch (caught) {
+      outcome = 'error';
+      error =
+        caught instanceof SyncError
+          ? { code: caught.code, message: caught.message }
+          : { code: 'INTERNAL', message: caught instanceof Error ? caught.message : String(caught) };
+    } finally {
+      if (timer !== undefined) ctx.timers.clearTimeout(timer);
+    }
+    let nextDueAt: number | null = null;
+    try {
+      nextDueAt = await ctx.queue.nextDueAt(ctx.scope);
+    } catch {
+      // The report is still worth returning; the scheduler falls back to its periodic interval.
+    }
+    const report: RunReport = Object.freeze({
+      runId: this.#runId,
+      trigger: this.#trigger,
+      outcome,
+      startedAt,
+      finishedAt: ctx.clock.now(),
+      counts: Object.freeze({ ...this.#counts }),
+      nextDueAt,
+      ...(error ? { error } : {}),
+    });
+    return report;
+  }
+
+  /** Claim → send groups → record, round after round, until drained or told to stop. */
+  async #rounds(): Promise<void> {
+    const ctx = this.#ctx;
+    while (this.#stop === undefined) {
+      if (this.#deadline !== undefined && ctx.clock.now() + this.#estimate() > this.#deadline) {
+        this.#stop = 'deadline';
+        break;
+      }
+      if (!(await ctx.lease.renew(this.#runId))) {
+        this.#stop = 'lease-lost';
+        break;
+      }
+      const roundStart = ctx.clock.now();
+      const claimed = await ctx.queue.claim({
+        scope: ctx.scope,
+        token: this.#runId,
+        claimTtlMs: ctx.claimTtlMs,
+        maxCount: ctx.batch.maxCount,
+        maxBytes: ctx.batch.maxBytes,
+      });
+      if (claimed.length === 0) break;
+      await this.#sendGroups(claimed);
+      this.#durations.push(Math.max(0, ctx.clock.now() - roundStart));
+      if (this.#durations.length > 5) this.#durations.shift();
+    }
+  }
+
+  /** How long the next round is expected to take: the slowest of the last few, with a margin. */
+  #estimate(): number {
+    if (this.#durations.length === 0) return this.#ctx.initialBatchEstimateMs;
+    return Math.ceil(Math.max(...this.#durations) * 1.25);
+  }
+
+  /** Send the claimed mutations grouped by entity type, at most `concurrency` requests at once. */
+  async #sendGroups(claimed: readonly Mutation[]): Promise<void> {
+    const groups = new Map<string, Mutation[]>();
+    for (const m of claimed) {
+      const group = groups.get(m.entity);
+      if (group) group.push(m);
+      else groups.set(m.entity, [m]);
+    }
+    const pending = [...groups.values()];
+    const worker = async (): Promise<void> => {
+      for (let group = pending.shift(); group; group = pending.shift()) {
+        if (this.#stop !== undefined) {
+          // Stopping (offline, throttled, deadline…): claims of groups not yet sent go back
+          // untouched, no attempt counted.
+          await this.#record(
+            group.map((mutation) => ({ mutation, kind: 'released', outcome: { type: 'release' } })),
+          );
+          continue;
+        }
+        await this.#sendGroup(group);
+      }
+    };
+    const workers = Array.from({ length: Math.min(this.#ctx.batch.concurrency, pending.length) }, worker);
+    await Promise.all(workers);
+  }
+
+  async #push(mutations: readonly Mutation[]): Promise<{ response: PushResponse; generation: number }> {
+    const ctx = this.#ctx;
+    const generation = ctx.auth.generation;
+    this.#counts.batches++;
+    try {
+      const response = await ctx.network.push({
+        entity: mutations[0]!.entity,
+        scope: ctx.scope,
+        clientId: ctx.clientId,
+        signal: this.#controller.signal,
+        mutations: mutations.map((m) => ({
+          id: m.id,
+          key: m.key,
+          op: m.op,
+          entityId: m.entityId,
+          baseVersion: m.baseVersion,
+          data: m.data,
+          clientTime: new Date(m.createdAt).toISOString(),
+          dependsOn: m.dependsOn,
+        })),
+      });
+      return { response, generation };
+    } catch (error) {
+      // The port promises not to reject; if an adapter does anyway, the request may have been
+      // sent: treat it as ambiguous, never as a confirmation or a silent loss.
+      const aborted = this.#controller.signal.aborted;
+      return {
+        generation,
+        response: {
+          type: 'failure',
+          failure: {
+            class: aborted ? 'aborted' : 'ambiguous',
+            code: aborted ? 'aborted' : 'adapter-error',
+            message:
+              error instanceof Error ? `network adapter threw: ${error.name}` : 'network adapter threw',
+          },
+        },
+      };
+    }
+  }
+
+  /** Send one group, refresh credentials once on 401, decide and record every outcome. */
+  async #sendGroup(group: readonly Mutation[]): Promise<void> {
+    const ctx = this.#ctx;
+    const started = ctx.clock.now();
+    let { response, generation } = await this.#push(group);
+    // 401: refresh once (shared), then resend what was refused.
+    for (let resent = false; !resent; resent = true) {
+      const refused = this.#unauthorized(group, response);
+      if (refused.length === 0) break;
+      const refresh = ctx.network.refreshCredentials
+        ? () => ctx.network.refreshCredentials!(ctx.scope, this.#controller.signal)
+        : undefined;
+      const again = await ctx.auth.onUnauthorized(generation, this.#refreshedThisRun, refresh);
+      if (!again || this.#controller.signal.aborted) break;
+      const retried = await this.#push(refused);
+      generation = retried.generation;
+      response = mergeResponses(group, response, refused, retried.response);
+    }
+    const decisions = this.#decide(group, response);
+    if (response.type === 'results') {
+      ctx.emit('batch:sent', {
+        runId: this.#runId,
+        entity: group[0]!.entity,
+        count: group.length,
+        durationMs: Math.max(0, ctx.clock.now() - started),
+      });
+    } else {
+      const f = response.failure;
+      ctx.emit('batch:failed', {
+        runId: this.#runId,
+        entity: group[0]!.entity,
+        count: group.length,
+        failureClass: f.class,
+        code: f.code,
+        ...(f.status === undefined ? {} : { status: f.status }),
+      });
+    }
+    this.#applyStops(response, decisions);
+    await this.#record(decisions);
+  }
+
+  /** Mutations of `group` refused with 401 (the whole batch, or single items in REST mode). */
+  #unauthorized(group: readonly Mutation[], response: PushResponse): Mutation[] {
+    if (response.type === 'failure') return response.failure.class === 'auth' ? [...group] : [];
+    const refused = new Set(
+      response.results.filter((r) => r.status === 'failed' && r.failure.class === 'auth').map((r) => r.id),
+    );
+    return group.filter((m) => refused.has(m.id));
+  }
+
+  #decide(group: readonly Mutation[], response: PushResponse): Decision[] {
+    const context: DecisionContext = {
+      now: this.#ctx.clock.now(),
+      policy: this.#ctx.policy,
+      random: this.#ctx.random,
+      retryAfterCeilingMs: this.#ctx.retryAfterCeilingMs,
+    };
+    if (response.type === 'failure') return group.map((m) => decideFailure(m, response.failure, context));
+    const byId = new Map<string, PushItemResult>();
+    for (const result of response.results) byId.set(result.id, result);
+    return group.map((m) => {
+      const result = byId.get(m.id);
+      return result ? decideResult(m, result, context) : decideMissing(m, context);
+    });
+  }
+
+  /** Run-level consequences: offline and 401-after-refresh stop the run; 429/503 slow it down. */
+  #applyStops(response: PushResponse, decisions: readonly Decision[]): void {
+    const classes = new Set(decisions.map((d) => d.failureClass));
+    if (classes.has('auth')) {
+      this.#stop ??= 'auth-required';
+      this.#ctx.emit('auth:required', { runId: this.#runId });
+    }
+    if (classes.has('offline')) this.#stop ??= 'offline';
+    if (response.type === 'failure') {
+      const { failure } = response;
+      if (
+        failure.class === 'retryable' &&
+        failure.status !== undefined &&
+        SLOW_DOWN_STATUSES.has(failure.status)
+      ) {
+        this.#stop ??= 'throttled';
+      } else if (failure.class === 'retryable' || failure.class === 'ambiguous') {
+        this.#stop ??= 'server-error';
+      }
+    }
+  }
+
+  /** Record decisions in one transaction, then count and announce them. */
+  async #record(decisions: readonly Decision[]): Promise<void> {
+    if (decisions.length === 0) return;
+    const ctx = this.#ctx;
+    const entries: RecordEntry[] = decisions.map((d) => ({ id: d.mutation.id, outcome: d.outcome }));
+    const { stale } = await ctx.queue.record(this.#runId, entries);
+    const staleIds = new Set(stale);
+    for (const d of decisions) {
+      if (staleIds.has(d.mutation.id)) continue;
+      const m = d.mutation;
+      switch (d.kind) {
+        case 'confirmed':
+          this.#counts.pushed++;
+          ctx.emit('mutation:confirmed', {
+            id: m.id,
+            entity: m.entity,
+            entityId: m.entityId,
+            ...(d.version === undefined ? {} : { version: d.version }),
+          });
+          break;
+        case 'retried':
+          this.#counts.retried++;
+          if (d.outcome.type === 'retry') {
+            ctx.emit('retry:scheduled', {
+              id: m.id,
+              entity: m.entity,
+              attempt: m.attempts + 1,
+              nextAttemptAt: d.outcome.nextAttemptAt,
+              reason: d.outcome.error.code,
+            });
+          }
+          break;
+        case 'failed':
+          this.#counts.failed++;
+          ctx.emit('mutation:failed', {
+            id: m.id,
+            entity: m.entity,
+            entityId: m.entityId,
+            code: d.outcome.type === 'failed' ? d.outcome.error.code : 'failed',
+            attempts: m.attempts + 1,
+          });
+          break;
+        case 'conflicted':
+          this.#counts.conflicted++;
+          ctx.emit('conflict:detected', { id: m.id, entity: m.entity, entityId: m.entityId });
+          break;
+        case 'released':
+          this.#counts.released++;
+          break;
+      }
+    }
+    this.#done += decisions.length - staleIds.size;
+    ctx.emit('run:progress', {
+      runId: this.#runId,
+      done: this.#done,
+      total: Math.max(this.#total, this.#done),
+    });
+  }
+}
+
+/** Replace the refused mutations' results in `first` by those of the resend. */
+function mergeResponses(
+  group: readonly Mutation[],
+  first: PushResponse,
+  refused: readonly Mutation[],
+  second: PushResponse,
+): PushResponse {
+  const refusedIds = new Set(refused.map((m) => m.id));
+  if (first.type === 'failure' && refused.length === group.length) return second;
+  const results: PushItemResult[] =
+    first.type === 'results' ? first.results.filter((r) => !refusedIds.has(r.id)) : [];
+  if (second.type === 'results') results.push(...second.results.filter((r) => refusedIds.has(r.id)));
+  else
+    for (const m of refused)
+      results.push({ id: m.id, status: 'failed', failure: second.failure as TransportFailure });
+  return { type: 'results', results };
+}
