@@ -434,6 +434,19 @@ export class SyncRun {
       this.#ctx.emit('auth:required', { runId: this.#runId });
     }
     if (classes.has('offline')) this.#stop ??= 'offline';
+    // An adapter reporting "aborted" although this run was not aborted would otherwise have the
+    // same mutations claimed and released forever.
+    if (classes.has('aborted')) this.#stop ??= 'aborted';
+    // One request per mutation (REST mode): a 429/503 on any of them is the server asking to slow down.
+    if (
+      response.type === 'results' &&
+      response.results.some(
+        (r) =>
+          r.status === 'failed' && r.failure.status !== undefined && SLOW_DOWN_STATUSES.has(r.failure.status),
+      )
+    ) {
+      this.#stop ??= 'throttled';
+    }
     if (response.type === 'failure') {
       const { failure } = response;
       if (

@@ -3,6 +3,8 @@ import type { ValidationIssue } from '../errors.js';
 /** The deepest nesting accepted in a payload. Deeper JSON is almost always a bug (or an attack). */
 export const MAX_JSON_DEPTH = 128;
 
+const HOLE = Symbol('hole');
+
 type Frame = { value: unknown; path: (string | number)[]; depth: number };
 
 /**
@@ -32,6 +34,7 @@ export function findJsonIssue(
       onPath.delete(exits.pop()!.object);
     }
     const { value: v, path, depth } = stack.pop()!;
+    if (v === HOLE) return { path, message: 'expected a JSON value, got an array hole' };
     switch (typeof v) {
       case 'string':
       case 'boolean':
@@ -61,10 +64,9 @@ export function findJsonIssue(
     if (Array.isArray(object)) {
       onPath.add(object);
       exits.push({ object, index: stack.length });
+      // Holes are reported when reached, so the first problem in index order is the one named.
       for (let i = object.length - 1; i >= 0; i--) {
-        if (!(i in object))
-          return { path: [...path, i], message: 'expected a JSON value, got an array hole' };
-        stack.push({ value: object[i], path: [...path, i], depth: depth + 1 });
+        stack.push({ value: i in object ? object[i] : HOLE, path: [...path, i], depth: depth + 1 });
       }
       continue;
     }
@@ -107,4 +109,12 @@ export function utf8Length(text: string): number {
     } else bytes += 3;
   }
   return bytes;
+}
+
+/**
+ * Whether a string is well-formed UTF-16 (no lone surrogate). SQLite stores text as UTF-8, where a
+ * lone surrogate cannot be represented: it would come back as U+FFFD, naming another record.
+ */
+export function isWellFormed(text: string): boolean {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(text);
 }

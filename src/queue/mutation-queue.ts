@@ -241,10 +241,21 @@ export class MutationQueue {
     prepared: PreparedMutation,
   ): Promise<EnqueuedMutation | undefined> {
     const last = toMutation(tail);
+    // A new dependency could point at something queued after `last` (or at `last` itself): merged
+    // into `last`, it would make `last` wait for a later mutation, a cycle that never clears.
+    const lastDeps = new Set(last.dependsOn);
+    if (prepared.dependsOn.some((dep) => !lastDeps.has(dep))) return undefined;
     const decision = decideCoalesce(last, prepared);
     if (decision.kind === 'append') return undefined;
     const now = this.#clock.now();
     if (decision.kind === 'cancel') {
+      // Another mutation waits for this create (a child created under it): cancelling would let
+      // the child go out as if its parent existed. Queue the delete instead.
+      const dependants = await executor.all<{ seq: number }>(
+        'SELECT m.seq FROM sync_mutations AS m, json_each(m.depends_on) AS d WHERE m.depends_on IS NOT NULL AND d.value = ? LIMIT 1',
+        [last.id],
+      );
+      if (dependants.length > 0) return undefined;
       await executor.run('DELETE FROM sync_mutations WHERE seq = ?', [tail.seq]);
       return { ...last, coalesced: 'cancelled' };
     }
@@ -252,7 +263,7 @@ export class MutationQueue {
     const bytes = dataJson === null ? 0 : utf8Length(dataJson);
     // A merge that would outgrow the limit is queued separately instead: both parts were valid.
     if (bytes > prepared.entity.maxPayloadBytes) return undefined;
-    const dependsOn = [...new Set([...last.dependsOn, ...prepared.dependsOn])];
+    const dependsOn = last.dependsOn;
     await executor.run(
       'UPDATE sync_mutations SET op = ?, data = ?, bytes = ?, depends_on = ?, updated_at = ? WHERE seq = ?',
       [

@@ -2,7 +2,7 @@ import { isBuiltinOp, type ResolvedEntity } from '../config.js';
 import type { JsonValue, MutationInput, Version } from '../contracts/records.js';
 import type { StandardSchemaV1 } from '../contracts/standard-schema.js';
 import { describeType, ValidationError, type ValidationIssue } from '../errors.js';
-import { findJsonIssue, utf8Length } from './json-safety.js';
+import { findJsonIssue, isWellFormed, utf8Length } from './json-safety.js';
 
 /** The longest accepted entity id. */
 export const MAX_ENTITY_ID_LENGTH = 512;
@@ -87,6 +87,9 @@ export async function prepareMutation(
       `expected a string of 1 to ${MAX_ENTITY_ID_LENGTH} characters, got ${got}`,
     );
   }
+  if (!isWellFormed(entityId)) {
+    throw fail('INVALID_ENTITY_ID', ['entityId'], 'expected well-formed Unicode, got a lone surrogate');
+  }
   if (
     baseVersion !== undefined &&
     baseVersion !== null &&
@@ -137,7 +140,7 @@ export async function prepareMutation(
           ? undefined
           : entity.customOps.get(op);
   let value: unknown = data;
-  if (schema && !(op !== 'create' && op !== 'update' && data === undefined)) {
+  if (schema) {
     const result = await schema['~standard'].validate(data);
     if (result.issues) throw new ValidationError('VALIDATION_FAILED', schemaIssues(result.issues));
     value = result.value;

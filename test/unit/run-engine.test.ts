@@ -3,7 +3,6 @@
  * deterministic (manual clock, manual timers, seeded random), over a real better-sqlite3 database.
  */
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   createSyncEngine,
@@ -18,6 +17,7 @@ import {
   type TransportFailure,
 } from 'sync-core';
 import { createBetterSqlite3Storage } from 'sync-core/better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
 import { manualClock, seededRandom } from '../helpers/storage-factories.js';
 
 type Handler = (request: PushRequest, call: number) => PushResponse | Promise<PushResponse>;
@@ -131,7 +131,13 @@ describe('runOnce: draining', () => {
   it('sends each request with the scope, client id, ISO client time and the idempotency key', async () => {
     const net = scriptedNetwork(applyAll);
     const { engine, clock } = await setup(net.network);
-    const m = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a1', data: { t: 1 }, baseVersion: 3 });
+    const m = await engine.enqueue({
+      entity: 'activity',
+      op: 'create',
+      entityId: 'a1',
+      data: { t: 1 },
+      baseVersion: 3,
+    });
     await engine.runOnce();
     const request = net.requests[0]!;
     expect(request.scope).toEqual({ userId: 'u1', orgId: 'o1' });
@@ -167,7 +173,8 @@ describe('runOnce: draining', () => {
     const net = scriptedNetwork((request) => ({
       type: 'results',
       results: request.mutations.map(
-        (m): PushItemResult => (m.op === 'create' ? { id: m.id, status: 'retry' } : { id: m.id, status: 'applied' }),
+        (m): PushItemResult =>
+          m.op === 'create' ? { id: m.id, status: 'retry' } : { id: m.id, status: 'applied' },
       ),
     }));
     const { engine } = await setup(net.network);
@@ -180,6 +187,41 @@ describe('runOnce: draining', () => {
     expect(report.counts).toMatchObject({ pushed: 1, retried: 1 });
     // Head-of-line blocking is per record: b went through.
     expect((await engine.queue.list()).map((m) => `${m.entityId}:${m.op}`)).toEqual(['a:create', 'a:update']);
+  });
+});
+
+describe('runOnce: bounded memory (invariant 7)', () => {
+  it('holds at most one claim of maxCount mutations at a time, whatever the backlog', async () => {
+    const db = new Database(':memory:');
+    let maxInflight = 0;
+    const net = scriptedNetwork((request) => {
+      const { n } = db.prepare("SELECT COUNT(*) AS n FROM sync_mutations WHERE state = 'inflight'").get() as {
+        n: number;
+      };
+      maxInflight = Math.max(maxInflight, n);
+      return applyAll(request, 0);
+    });
+    const engine = createSyncEngine({
+      storage: createBetterSqlite3Storage(db, { closeDatabase: false }),
+      entities: { activity: {}, contact: {} },
+      network: net.network,
+      batch: { maxCount: 50 },
+    });
+    engines.push(engine);
+    await engine.open();
+    await engine.start({ userId: 'u1' });
+    await engine.enqueueMany(
+      Array.from({ length: 2_000 }, (_, i) => ({
+        entity: i % 2 ? 'activity' : 'contact',
+        op: 'create',
+        entityId: `r${i}`,
+        data: { i },
+      })),
+    );
+    const report = await engine.runOnce();
+    expect(report.counts.pushed).toBe(2_000);
+    expect(maxInflight).toBeLessThanOrEqual(50);
+    expect(Math.max(...net.requests.map((r) => r.mutations.length))).toBeLessThanOrEqual(50);
   });
 });
 
@@ -206,7 +248,12 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
     const report = await engine.runOnce();
     expect(report.outcome).toBe('server-error');
     const stored = await engine.queue.get(m!.id);
-    expect(stored).toMatchObject({ state: 'pending', attempts: 1, key: m!.key, lastError: { code: 'timeout' } });
+    expect(stored).toMatchObject({
+      state: 'pending',
+      attempts: 1,
+      key: m!.key,
+      lastError: { code: 'timeout' },
+    });
     // Equal jitter on 30 s: within [15 s, 30 s].
     expect(retries[0]).toBeGreaterThanOrEqual(15_000);
     expect(retries[0]).toBeLessThanOrEqual(30_000);
@@ -237,7 +284,9 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
           case 1:
             return [{ id: m.id, status: 'duplicate', version: 1 }];
           case 2:
-            return [{ id: m.id, status: 'rejected', error: { code: 'invalid', message: 'title is required' } }];
+            return [
+              { id: m.id, status: 'rejected', error: { code: 'invalid', message: 'title is required' } },
+            ];
           case 3:
             return [{ id: m.id, status: 'retry', retryAfterMs: 5000 }];
           case 4:
@@ -254,10 +303,17 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
     const byId = new Map((await engine.queue.list()).map((m) => [m.id, m]));
     expect(byId.has(ms[0]!.id)).toBe(false);
     expect(byId.has(ms[1]!.id)).toBe(false);
-    expect(byId.get(ms[2]!.id)).toMatchObject({ state: 'failed', lastError: { code: 'rejected:invalid', message: 'title is required' } });
+    expect(byId.get(ms[2]!.id)).toMatchObject({
+      state: 'failed',
+      lastError: { code: 'rejected:invalid', message: 'title is required' },
+    });
     expect(byId.get(ms[3]!.id)!.nextAttemptAt - clock.now()).toBeGreaterThanOrEqual(15_000);
     expect(byId.get(ms[4]!.id)).toMatchObject({ state: 'conflict' });
-    expect(byId.get(ms[5]!.id)).toMatchObject({ state: 'pending', attempts: 1, lastError: { code: 'bad-response' } });
+    expect(byId.get(ms[5]!.id)).toMatchObject({
+      state: 'pending',
+      attempts: 1,
+      lastError: { code: 'bad-response' },
+    });
   });
 
   it('gone: a delete is confirmed, an update becomes a conflict (FAULTS 20)', async () => {
@@ -302,7 +358,11 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
     const failed: string[] = [];
     engine.on('mutation:failed', (e) => failed.push(e.code));
     await engine.runOnce();
-    expect(await engine.queue.get(m!.id)).toMatchObject({ state: 'failed', attempts: 2, lastError: { code: 'exhausted' } });
+    expect(await engine.queue.get(m!.id)).toMatchObject({
+      state: 'failed',
+      attempts: 2,
+      lastError: { code: 'exhausted' },
+    });
     expect(failed).toEqual(['exhausted']);
   });
 
@@ -314,7 +374,11 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
     const [m] = await enqueueN(engine, 1);
     const report = await engine.runOnce();
     expect(report.counts.pushed).toBe(0);
-    expect(await engine.queue.get(m!.id)).toMatchObject({ state: 'pending', attempts: 1, lastError: { code: 'adapter-error' } });
+    expect(await engine.queue.get(m!.id)).toMatchObject({
+      state: 'pending',
+      attempts: 1,
+      lastError: { code: 'adapter-error' },
+    });
   });
 });
 
@@ -322,7 +386,8 @@ describe('runOnce: credentials (401)', () => {
   it('refreshes once and resends on 401, then confirms', async () => {
     let authorized = false;
     const net = scriptedNetwork(
-      (request) => (authorized ? applyAll(request, 0) : failure({ class: 'auth', code: 'http-401', status: 401 })),
+      (request) =>
+        authorized ? applyAll(request, 0) : failure({ class: 'auth', code: 'http-401', status: 401 }),
       async () => {
         authorized = true;
         return true;
@@ -387,7 +452,8 @@ describe('runOnce: credentials (401)', () => {
     );
     const entities = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`e${i}`, {}]));
     const { engine } = await setup(net.network, { entities, batch: { concurrency: 20 } });
-    for (let i = 0; i < 20; i++) await engine.enqueue({ entity: `e${i}`, op: 'create', entityId: 'x', data: {} });
+    for (let i = 0; i < 20; i++)
+      await engine.enqueue({ entity: `e${i}`, op: 'create', entityId: 'x', data: {} });
     const report = await engine.runOnce();
     expect(net.refreshes()).toBe(1);
     expect(report.outcome).toBe('ok');
@@ -404,7 +470,9 @@ describe('runOnce: credentials (401)', () => {
 
 describe('runOnce: deadline, abort, lease', () => {
   it('does not start a round that would not finish before the deadline', async () => {
-    const { engine, clock } = await setup(scriptedNetwork(applyAll).network, { initialBatchEstimateMs: 5_000 });
+    const { engine, clock } = await setup(scriptedNetwork(applyAll).network, {
+      initialBatchEstimateMs: 5_000,
+    });
     await enqueueN(engine, 3);
     const report = await engine.runOnce({ deadline: clock.now() + 4_000 });
     expect(report.outcome).toBe('deadline');
@@ -418,7 +486,10 @@ describe('runOnce: deadline, abort, lease', () => {
       clockRef!.advance(3_000);
       return applyAll(request, 0);
     });
-    const { engine, clock } = await setup(net.network, { batch: { maxCount: 10 }, initialBatchEstimateMs: 100 });
+    const { engine, clock } = await setup(net.network, {
+      batch: { maxCount: 10 },
+      initialBatchEstimateMs: 100,
+    });
     clockRef = clock;
     await enqueueN(engine, 50);
     const report = await engine.runOnce({ deadline: clock.now() + 8_000 });
@@ -487,10 +558,9 @@ describe('runOnce: deadline, abort, lease', () => {
     await engine.open();
     await engine.start({ userId: 'u1' });
     await enqueueN(engine, 1);
-    db.prepare("INSERT INTO sync_lease (name, holder, acquired_at, expires_at) VALUES ('sync', 'other', ?, ?)").run(
-      clock.now(),
-      clock.now() + 30_000,
-    );
+    db.prepare(
+      "INSERT INTO sync_lease (name, holder, acquired_at, expires_at) VALUES ('sync', 'other', ?, ?)",
+    ).run(clock.now(), clock.now() + 30_000);
     expect((await engine.runOnce()).outcome).toBe('busy');
     expect(net.requests).toHaveLength(0);
     clock.advance(30_001);
@@ -513,7 +583,9 @@ describe('runOnce: deadline, abort, lease', () => {
     await engine.open();
     await engine.start({ userId: 'u1' });
     await enqueueN(engine, 2);
-    db.prepare("UPDATE sync_mutations SET state = 'inflight', claim_token = 'dead', claim_expires_at = ?").run(clock.now() + 60_000);
+    db.prepare(
+      "UPDATE sync_mutations SET state = 'inflight', claim_token = 'dead', claim_expires_at = ?",
+    ).run(clock.now() + 60_000);
     expect((await engine.runOnce()).counts.pushed).toBe(0);
     clock.advance(60_001);
     const report = await engine.runOnce();
@@ -544,7 +616,10 @@ describe('runOnce: deadline, abort, lease', () => {
     const { engine } = await setup(net.network);
     await engine.stop();
     expect((await engine.runOnce()).outcome).toBe('no-scope');
-    const bare = createSyncEngine({ storage: createBetterSqlite3Storage(new Database(':memory:')), entities: { a: {} } });
+    const bare = createSyncEngine({
+      storage: createBetterSqlite3Storage(new Database(':memory:')),
+      entities: { a: {} },
+    });
     engines.push(bare);
     await bare.open();
     await expect(bare.runOnce()).rejects.toBeInstanceOf(ConfigError);
