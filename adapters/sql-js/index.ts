@@ -11,6 +11,7 @@ import {
   type SqlParams,
   type SqlRow,
   type StorageAdapter,
+  StorageError,
   type TransactionMode,
 } from 'sync-core';
 
@@ -132,14 +133,28 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
   let saving: Promise<void> = Promise.resolve();
 
   // Export happens only between transactions: `db.export()` of sql.js closes and reopens the
-  // database, which would end an open transaction.
+  // database, which would end an open transaction. A save asked for during one runs right after it.
+  let saveAfterTransaction = false;
   const save = (): Promise<void> => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    if (!dirty || persist === undefined || inTransaction) return saving;
+    if (persist === undefined) return Promise.resolve();
+    if (inTransaction) {
+      saveAfterTransaction = true;
+      return saving;
+    }
+    saveAfterTransaction = false;
+    if (!dirty) return saving;
     dirty = false;
     const image = db.export();
-    saving = saving.then(() => persist(image));
+    // One failed save must not poison later ones, and the image it failed to write is not lost:
+    // the database is marked dirty again so the next save (or flush/close) writes it.
+    const attempt = saving.catch(() => undefined).then(() => persist(image));
+    saving = attempt.catch((error: unknown) => {
+      if (!dirty) dirtySince = Date.now();
+      dirty = true;
+      throw error;
+    });
     return saving;
   };
 
@@ -216,6 +231,7 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
         inTransaction = false;
       }
       if (wroteInTransaction) await afterWrite();
+      if (saveAfterTransaction) await save();
       return result;
     },
     flush: () => save(),
@@ -248,12 +264,19 @@ export function createNodeFileSnapshot(path: string): NodeFileSnapshot {
   return {
     async load() {
       const fs = await import('node:fs/promises');
+      let bytes: Uint8Array;
       try {
-        return new Uint8Array(await fs.readFile(path));
+        bytes = new Uint8Array(await fs.readFile(path));
       } catch (error) {
         if ((error as { code?: string }).code === 'ENOENT') return undefined;
         throw error;
       }
+      // Saves are atomic, so an empty file was not written by us: opening it would start an
+      // empty queue in silence.
+      if (bytes.length === 0) {
+        throw new StorageError('STORAGE_CORRUPT', `the database image ${path} is empty (0 bytes)`);
+      }
+      return bytes;
     },
     async save(image) {
       const fs = await import('node:fs/promises');

@@ -599,6 +599,14 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       },
       retry: async (selection, options) => {
         this.#assertOpen('queue.retry');
+        if (
+          !Array.isArray(selection) &&
+          (typeof selection !== 'object' ||
+            selection === null ||
+            (selection as { allFailed?: unknown }).allFailed !== true)
+        ) {
+          invalidOption('retry(selection)', 'an array of mutation ids or { allFailed: true }', selection);
+        }
         return this.#queue.retry(selection, this.#queueScope(options));
       },
       discard: async (ids) => {

@@ -26,10 +26,12 @@ export function toStorageError(error: unknown, action: string): SyncError {
   if (/SQLITE_BUSY|SQLITE_LOCKED|database is locked|database table is locked/i.test(text)) {
     mapped = 'STORAGE_BUSY';
     reason = 'another connection holds the database lock (busy timeout exceeded)';
-  } else if (/SQLITE_FULL|database or disk is full|disk I\/O error.*full/i.test(text)) {
+  } else if (/SQLITE_FULL|database or disk is full|QuotaExceeded|quota/i.test(text)) {
     mapped = 'STORAGE_FULL';
     reason = 'the database or disk is full';
-  } else if (/SQLITE_CORRUPT|SQLITE_NOTADB|malformed|not a database|file is encrypted/i.test(text)) {
+  } else if (
+    /SQLITE_CORRUPT|SQLITE_NOTADB|disk image is malformed|not a database|file is encrypted/i.test(text)
+  ) {
     mapped = 'STORAGE_CORRUPT';
     reason = 'the database file is corrupt or not a SQLite database';
   } else if (/SQLITE_READONLY|readonly database|read-only/i.test(text)) {

@@ -106,4 +106,65 @@ describe('sql.js adapter', () => {
     expect(() => createSqlJsStorage({} as never)).toThrow(ConfigError);
     expect(() => createNodeFileSnapshot('')).toThrow(ConfigError);
   });
+
+  it('a failed save does not poison later ones; the unsaved image is written by the next save', async () => {
+    const SQL = await loadSqlJs();
+    let failNext = false;
+    const images: Uint8Array[] = [];
+    const storage = createSqlJsStorage(new SQL.Database(), {
+      persist: (image) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('disk unplugged');
+        }
+        images.push(image);
+      },
+    });
+    const engine = createSyncEngine({ storage, entities: { a: {} } });
+    await engine.open();
+    await engine.start({ userId: 'u' });
+    failNext = true;
+    await expect(
+      engine.enqueue({ entity: 'a', op: 'create', entityId: '1', data: {} }),
+    ).rejects.toMatchObject({
+      code: 'STORAGE_FAILED',
+    });
+    await engine.enqueue({ entity: 'a', op: 'create', entityId: '2', data: {} });
+    const saved = new SQL.Database(images[images.length - 1]);
+    expect(saved.exec('SELECT entity_id FROM sync_mutations ORDER BY seq')[0]?.values).toEqual([
+      ['1'],
+      ['2'],
+    ]);
+    await engine.close();
+  });
+
+  it('a save asked for during a transaction runs right after it commits', async () => {
+    const SQL = await loadSqlJs();
+    let saves = 0;
+    const storage = createSqlJsStorage(new SQL.Database(), {
+      persist: () => void saves++,
+      persistMode: { debounceMs: 60_000 },
+    });
+    const engine = createSyncEngine({ storage, entities: { a: {} } });
+    await engine.open();
+    await engine.start({ userId: 'u' });
+    await engine.enqueue({ entity: 'a', op: 'create', entityId: '1', data: {} });
+    let flushed: Promise<void> | undefined;
+    await engine.transaction(async (tx) => {
+      flushed = storage.flush();
+      await tx.all('SELECT 1');
+      expect(saves).toBe(0);
+    });
+    await flushed;
+    expect(saves).toBe(1);
+    await engine.close();
+  });
+
+  it('an empty image file is reported as corrupt, never opened as an empty queue', async () => {
+    const { dir, remove } = tempDir();
+    const path = join(dir, 'empty.sqlite');
+    writeFileSync(path, new Uint8Array(0));
+    await expect(createNodeFileSnapshot(path).load()).rejects.toMatchObject({ code: 'STORAGE_CORRUPT' });
+    remove();
+  });
 });
