@@ -10,6 +10,7 @@ const entry = {
   index: 'src/index.ts',
   'better-sqlite3': 'adapters/better-sqlite3/index.ts',
   'sql-js': 'adapters/sql-js/index.ts',
+  fetch: 'adapters/fetch/index.ts',
 };
 
 const shared: Options = {
@@ -30,5 +31,8 @@ const shared: Options = {
 
 export default defineConfig([
   { ...shared, format: 'esm', clean: true },
-  { ...shared, format: 'cjs' },
+  // p-retry is ESM-only: the CJS build carries its own copy so that `require('sync-core/fetch')`
+  // works on every Node 20 (require(esm) is only unflagged from 20.19) and in Jest. The ESM build
+  // imports the installed dependency.
+  { ...shared, format: 'cjs', noExternal: ['p-retry'] },
 ]);

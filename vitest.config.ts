@@ -14,6 +14,10 @@ export default defineConfig({
         find: /^sync-core\/sql-js$/,
         replacement: fileURLToPath(new URL('./adapters/sql-js/index.ts', import.meta.url)),
       },
+      {
+        find: /^sync-core\/fetch$/,
+        replacement: fileURLToPath(new URL('./adapters/fetch/index.ts', import.meta.url)),
+      },
     ],
   },
   test: {

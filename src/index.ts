@@ -2,7 +2,8 @@
  * sync-core: offline-first background sync for mobile and desktop apps.
  *
  * The core is platform-agnostic and does no I/O of its own: storage, network and scheduling come
- * in through ports. Adapters live at `sync-core/better-sqlite3` and `sync-core/sql-js`.
+ * in through ports. Adapters live at `sync-core/better-sqlite3`, `sync-core/sql-js` and
+ * `sync-core/fetch`.
  *
  * @packageDocumentation
  */

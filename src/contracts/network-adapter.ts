@@ -133,7 +133,15 @@ export type PushResponse =
  *   never for a network or server failure (those are `failure` responses). A rejection is treated
  *   as an `ambiguous` failure of the batch.
  * - Results are reported only for mutations of the request, at most one each; a mutation missing
- *   from `results` is treated as `ambiguous` (the core cannot know whether it was applied).
+ *   from `results` is retried as a `bad-response` with an attempt counted (the core cannot know
+ *   whether it was applied, and resends it with the same key).
+ * - An adapter that sends one request per mutation reports each request's failure as a `failed`
+ *   item. After an `offline`, `auth` or `aborted` failure it should not start the remaining
+ *   requests, and report them with the same failure: the core stops the run on `offline` and
+ *   `aborted`, and refreshes credentials then resends the `auth` items once.
+ * - `gone` is for a record that does not exist. A 404 from a batch endpoint means the endpoint is
+ *   missing; reporting it as `gone` would confirm every delete of the batch falsely.
+ * - A credentials provider that fails is an `auth` failure: the core refreshes once, then pauses.
  * - A success is reported only on a valid answer from the server: a redirect, an HTML page or a
  *   body that fails the protocol's schema is a `retryable` `bad-response`, never a confirmation.
  * - Credentials are those of `request.scope`, obtained per request; the adapter never stores them

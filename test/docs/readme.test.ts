@@ -48,4 +48,9 @@ describe('README', () => {
     expect(output).toMatch(/pending: 1/);
     expect(output).toMatch(/total: 1/);
   });
+
+  it('the complete example pushes an app write to the reference server over HTTP', () => {
+    const output = runExample('examples/quickstart/push-to-server.ts');
+    expect(output.trim()).toBe('ok 1 pushed; 1 applied on the server');
+  });
 });

@@ -1,0 +1,233 @@
+/**
+ * One HTTP exchange: credentials, the timeout, the push's abort signal, the immediate bounded
+ * resend of a refused or dropped connection (p-retry), and reading the whole body. Whatever
+ * happens, it resolves: with the response, or with a classified failure.
+ *
+ * @packageDocumentation
+ */
+import pRetry from 'p-retry';
+import type { Scope, TransportFailure } from 'sync-core';
+import type { FetchResponseLike } from './fetch-like.js';
+import { classifyNetworkError, isResendable, networkErrorCode } from './network-errors.js';
+import { normalizeHeaders, type ResolvedOptions } from './options.js';
+import type { ReadResponse } from './responses.js';
+
+/** What one push shares between its exchanges. */
+export interface PushContext {
+  readonly options: ResolvedOptions;
+  readonly scope: Scope;
+  /** The push request's signal. */
+  readonly signal: AbortSignal;
+  /** Every credential value used by this push, to scrub from failure messages (FAULTS.md 33). */
+  readonly secrets: Set<string>;
+}
+
+/** A request to send; `headers` are the adapter's own (lower-case), credentials are added here. */
+export interface HttpRequest {
+  readonly url: string;
+  readonly method: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
+/** The response of an exchange (its body possibly unreadable), or why there was none. */
+export type ExchangeResult =
+  | { readonly kind: 'response'; readonly response: ReadResponse }
+  | { readonly kind: 'failure'; readonly failure: TransportFailure };
+
+/** The first resend waits this long, the next twice as long, and so on. */
+const RESEND_MIN_DELAY_MS = 50;
+/** Shorter credential parts are not scrubbed: they would mangle ordinary words. */
+const MIN_SECRET_LENGTH = 6;
+
+/** The failure of a request aborted through the push's signal: no attempt is counted. */
+export const ABORTED: TransportFailure = {
+  class: 'aborted',
+  code: 'aborted',
+  message: 'the request was aborted',
+};
+
+/** Carries a fetch rejection through p-retry, which otherwise refuses to retry most TypeErrors. */
+class FetchAttemptError extends Error {
+  readonly original: unknown;
+  constructor(original: unknown) {
+    super('fetch attempt failed');
+    this.original = original;
+  }
+}
+
+/** Settle with `promise`, or reject as soon as `signal` aborts (some fetches ignore signals). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  // The loser's rejection must not surface as an unhandled rejection.
+  promise.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function rememberSecret(secrets: Set<string>, value: string): void {
+  if (value.length >= MIN_SECRET_LENGTH) secrets.add(value);
+  // `Bearer abc…`, `Basic …`: the credential part alone may be echoed too.
+  for (const part of value.split(/\s+/)) if (part.length >= MIN_SECRET_LENGTH) secrets.add(part);
+}
+
+function credentialsUnavailable(message: string): TransportFailure {
+  return { class: 'auth', code: 'credentials-unavailable', message };
+}
+
+/** The credential headers of the push's scope, obtained now (never cached). */
+async function credentialHeaders(
+  ctx: PushContext,
+  signal: AbortSignal,
+): Promise<{ readonly headers: Record<string, string> } | { readonly failure: TransportFailure }> {
+  let credentials: unknown;
+  try {
+    credentials = await raceAbort(Promise.resolve(ctx.options.credentials(ctx.scope)), signal);
+  } catch {
+    if (signal.aborted) return { failure: ABORTED };
+    // The provider's error is not echoed: it may quote the credential it failed to produce.
+    return { failure: credentialsUnavailable('the credentials provider failed') };
+  }
+  if (typeof credentials === 'object' && credentials !== null) {
+    const { token, headers } = credentials as { token?: unknown; headers?: unknown };
+    if (typeof token === 'string' && token !== '' && !/[\r\n\0]/.test(token)) {
+      rememberSecret(ctx.secrets, `Bearer ${token}`);
+      return { headers: { authorization: `Bearer ${token}` } };
+    }
+    if (token === undefined && headers !== undefined) {
+      try {
+        const normalized = normalizeHeaders('credentials', headers);
+        for (const value of Object.values(normalized)) rememberSecret(ctx.secrets, value);
+        return { headers: normalized };
+      } catch {
+        // Falls through to the failure below.
+      }
+    }
+  }
+  return {
+    failure: credentialsUnavailable(
+      'the credentials provider returned neither { token: string } nor { headers: { name: string } }',
+    ),
+  };
+}
+
+function bodyFailure(error: unknown): TransportFailure {
+  const code = networkErrorCode(error);
+  return {
+    class: 'ambiguous',
+    code: code === undefined ? 'response-interrupted' : code.toLowerCase().replace(/_/g, '-'),
+    message: `the connection failed while reading the response${code === undefined ? '' : ` (${code})`}`,
+  };
+}
+
+/**
+ * Send one request and read its whole response, within `timeoutMs` and the push's signal.
+ *
+ * - Aborted through the push's signal → `aborted` (at any point: before sending, while connecting
+ *   or resending, while reading the body).
+ * - Out of time → `ambiguous` `timeout`.
+ * - `fetch` rejected → resent at once up to `connectRetries` times when the connection was
+ *   refused or dropped before any response; then classified by `classifyNetworkError`.
+ * - The body could not be read → a response whose `body` carries an `ambiguous` failure: the
+ *   caller decides whether the status alone is enough.
+ */
+export async function exchange(ctx: PushContext, request: HttpRequest): Promise<ExchangeResult> {
+  const { options } = ctx;
+  if (ctx.signal.aborted) return { kind: 'failure', failure: ABORTED };
+
+  const controller = new AbortController();
+  let ended: 'aborted' | 'timeout' | undefined;
+  const onAbort = (): void => {
+    ended ??= 'aborted';
+    controller.abort(ctx.signal.reason);
+  };
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => {
+    ended ??= 'timeout';
+    controller.abort(new Error('timeout'));
+  }, options.timeoutMs);
+  const endedFailure = (): TransportFailure | undefined => {
+    if (ended === 'aborted') return ABORTED;
+    if (ended === 'timeout') {
+      return {
+        class: 'ambiguous',
+        code: 'timeout',
+        message: `no complete response within ${options.timeoutMs} ms`,
+      };
+    }
+    return undefined;
+  };
+
+  try {
+    const credentials = await credentialHeaders(ctx, controller.signal);
+    if ('failure' in credentials) return { kind: 'failure', failure: endedFailure() ?? credentials.failure };
+
+    const init = {
+      method: request.method,
+      headers: { ...options.headers, ...request.headers, ...credentials.headers },
+      ...(request.body === undefined ? {} : { body: request.body }),
+      signal: controller.signal,
+      redirect: 'manual' as const,
+    };
+
+    let response: FetchResponseLike;
+    try {
+      response = await pRetry(
+        async () => {
+          try {
+            return await raceAbort(options.fetch(request.url, init), controller.signal);
+          } catch (error) {
+            throw new FetchAttemptError(error);
+          }
+        },
+        {
+          retries: options.connectRetries,
+          minTimeout: RESEND_MIN_DELAY_MS,
+          factor: 2,
+          signal: controller.signal,
+          shouldRetry: ({ error }) =>
+            !controller.signal.aborted && error instanceof FetchAttemptError && isResendable(error.original),
+        },
+      );
+    } catch (error) {
+      const original = error instanceof FetchAttemptError ? error.original : error;
+      return {
+        kind: 'failure',
+        failure: endedFailure() ?? classifyNetworkError(original, options.networkErrorClass),
+      };
+    }
+
+    let body: ReadResponse['body'];
+    try {
+      body = { ok: true, text: await raceAbort(response.text(), controller.signal) };
+    } catch (error) {
+      body = { ok: false, failure: endedFailure() ?? bodyFailure(error) };
+    }
+    return { kind: 'response', response: { status: response.status, headers: response.headers, body } };
+  } finally {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Replace every credential value in `text` (FAULTS.md 33). */
+export function redact(text: string, secrets: ReadonlySet<string>): string {
+  let out = text;
+  // Longest first, so a token inside a longer header value is not left half-scrubbed.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    out = out.split(secret).join('[redacted]');
+  }
+  return out;
+}
