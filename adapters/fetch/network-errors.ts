@@ -110,8 +110,15 @@ export function classifyNetworkError(
     };
   }
   // A browser's or React Native's bare TypeError: offline, refused, reset or CORS look the same.
-  // `ambiguous` is the safe reading: the request may have reached the server.
+  // When the platform itself says it is offline, nothing was sent (no attempt must be counted);
+  // otherwise `ambiguous` is the safe reading: the request may have reached the server.
   const name = error instanceof Error ? error.name : typeof error;
+  if (
+    forced === undefined &&
+    (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false
+  ) {
+    return { class: 'offline', code: 'navigator-offline', message: `the device is offline (${name})` };
+  }
   return {
     class: forced ?? 'ambiguous',
     code: 'network-error',

@@ -268,7 +268,7 @@ export class SyncRun {
         this.#stop = 'deadline';
         break;
       }
-      if (!(await ctx.lease.renew(this.#runId))) {
+      if (!(await this.#renew())) {
         this.#stop = 'lease-lost';
         break;
       }
@@ -285,6 +285,13 @@ export class SyncRun {
       this.#durations.push(Math.max(0, ctx.clock.now() - roundStart));
       if (this.#durations.length > 5) this.#durations.shift();
     }
+  }
+
+  /** Extend the lease and the claims this run holds. @returns `false` when the lease was lost. */
+  async #renew(): Promise<boolean> {
+    if (!(await this.#ctx.lease.renew(this.#runId))) return false;
+    await this.#ctx.queue.extendClaims(this.#runId, this.#ctx.claimTtlMs);
+    return true;
   }
 
   /** How long the next round is expected to take: the slowest of the last few, with a margin. */
@@ -304,6 +311,8 @@ export class SyncRun {
     const pending = [...groups.values()];
     const worker = async (): Promise<void> => {
       for (let group = pending.shift(); group; group = pending.shift()) {
+        // Renew the lease and this run's claims before each request: a round may outlast one TTL.
+        if (this.#stop === undefined && !(await this.#renew())) this.#stop = 'lease-lost';
         if (this.#stop !== undefined) {
           // Stopping (offline, throttled, deadline…): claims of groups not yet sent go back
           // untouched, no attempt counted.

@@ -367,6 +367,18 @@ export class MutationQueue {
   }
 
   /**
+   * Push back the expiry of every claim held under `token`: a run renews them with its lease
+   * before each request, so a long round never has its claims recovered (and resent by another
+   * run) while its requests are still in flight.
+   */
+  async extendClaims(token: string, claimTtlMs: number): Promise<void> {
+    await this.#storage.run(
+      "UPDATE sync_mutations SET claim_expires_at = ? WHERE claim_token = ? AND state = 'inflight'",
+      [this.#clock.now() + claimTtlMs, token],
+    );
+  }
+
+  /**
    * Return inflight mutations whose claim expired to pending, without counting an attempt: the
    * run that claimed them died or lost its lease. A claim expiring implausibly far in the future
    * (the wall clock went back) is treated as expired too, so a clock jump cannot strand it.

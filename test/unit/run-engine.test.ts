@@ -568,6 +568,35 @@ describe('runOnce: deadline, abort, lease', () => {
     expect(net.requests).toHaveLength(1);
   });
 
+  it('a round longer than the lease TTL renews its claims before each request: none expires in flight', async () => {
+    const db = new Database(':memory:');
+    const clock = manualClock();
+    const expiredInFlight: number[] = [];
+    const net = scriptedNetwork((request) => {
+      const rows = db
+        .prepare("SELECT claim_expires_at AS e FROM sync_mutations WHERE state = 'inflight' AND entity = ?")
+        .all(request.entity) as { e: number }[];
+      for (const row of rows) if (row.e <= clock.now()) expiredInFlight.push(row.e);
+      clock.advance(40_000); // each request takes 40 s of a 60 s TTL
+      return applyAll(request, 0);
+    });
+    const engine = createSyncEngine({
+      storage: createBetterSqlite3Storage(db, { closeDatabase: false }),
+      entities: { activity: {}, contact: {}, visit: {} },
+      network: net.network,
+      clock,
+      leaseTtlMs: 60_000,
+      batch: { concurrency: 1 },
+    });
+    engines.push(engine);
+    await engine.open();
+    await engine.start({ userId: 'u1' });
+    for (const entity of ['activity', 'contact', 'visit']) await enqueueN(engine, 2, entity);
+    const report = await engine.runOnce();
+    expect(report.counts.pushed).toBe(6);
+    expect(expiredInFlight).toEqual([]);
+  });
+
   it('recovers claims of a crashed run at the start of the next, with no attempt counted', async () => {
     const net = scriptedNetwork(applyAll);
     const clock = manualClock();
