@@ -33,7 +33,7 @@ import { checkScope, scopeKey } from '../queue/scope.js';
 import { GuardedStorage } from '../storage/guarded-storage.js';
 import { migrate } from '../storage/migrations.js';
 import { RunLease } from './lease.js';
-import { AuthGate, type RunOptions, type RunReport, SyncRun } from './sync-run.js';
+import { AuthGate, emptyCounts, type RunOptions, type RunReport, SyncRun } from './sync-run.js';
 
 /**
  * Options of {@link createSyncEngine}. Only `storage` and `entities` are required.
@@ -438,15 +438,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         outcome,
         startedAt,
         finishedAt: startedAt,
-        counts: Object.freeze({
-          pushed: 0,
-          retried: 0,
-          failed: 0,
-          conflicted: 0,
-          released: 0,
-          recovered: 0,
-          batches: 0,
-        }),
+        counts: Object.freeze(emptyCounts()),
         nextDueAt: null,
       });
     const scope = this.#scope;

@@ -161,6 +161,11 @@ export class AuthGate {
 
 type MutableCounts = { -readonly [K in keyof RunCounts]: RunCounts[K] };
 
+/** All-zero run counts: the start of every run, and the counts of a run that did nothing. */
+export function emptyCounts(): MutableCounts {
+  return { pushed: 0, retried: 0, failed: 0, conflicted: 0, released: 0, recovered: 0, batches: 0 };
+}
+
 /** Why the round loop stops early. */
 type StopReason = Exclude<RunOutcome, 'ok' | 'busy' | 'no-scope' | 'error'>;
 
@@ -176,15 +181,7 @@ export class SyncRun {
   readonly #trigger: RunTrigger;
   readonly #deadline: number | undefined;
   readonly #controller = new AbortController();
-  readonly #counts: MutableCounts = {
-    pushed: 0,
-    retried: 0,
-    failed: 0,
-    conflicted: 0,
-    released: 0,
-    recovered: 0,
-    batches: 0,
-  };
+  readonly #counts: MutableCounts = emptyCounts();
   readonly #durations: number[] = [];
   readonly #refreshedThisRun = { value: false };
   #stop: StopReason | undefined;
