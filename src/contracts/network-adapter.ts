@@ -124,6 +124,35 @@ export type PushResponse =
   | { readonly type: 'results'; readonly results: readonly PushItemResult[] }
   | { readonly type: 'failure'; readonly failure: TransportFailure };
 
+/** One page of changes to pull: DESIGN.md section 8, `GET /sync/pull`. */
+export interface PullRequest {
+  readonly entity: string;
+  /** The scope whose data is pulled, with its credentials. */
+  readonly scope: Scope;
+  readonly clientId: string;
+  /** The cursor the previous page returned, or `null` for the first pull of this entity type. */
+  readonly cursor: string | null;
+  /** At most this many changes. */
+  readonly limit: number;
+  readonly signal: AbortSignal;
+}
+
+/** A change the server reports for one record. */
+export type PullChange =
+  | { readonly entityId: string; readonly op: 'upsert'; readonly version: Version; readonly data: JsonValue }
+  | { readonly entityId: string; readonly op: 'delete'; readonly version: Version };
+
+/** The answer to a {@link PullRequest}. */
+export type PullResponse =
+  | {
+      readonly type: 'page';
+      readonly changes: readonly PullChange[];
+      /** Where the next page starts; stored only once this page is applied. */
+      readonly cursor: string;
+      readonly hasMore: boolean;
+    }
+  | { readonly type: 'failure'; readonly failure: TransportFailure };
+
 /**
  * Sends batches for the core. Implement it to speak any protocol; `sync-core/fetch` is the
  * built-in one.
@@ -156,4 +185,10 @@ export interface NetworkAdapter {
    * when credentials cannot be refreshed: sync then pauses with `auth-required`.
    */
   refreshCredentials?(scope: Scope, signal: AbortSignal): Promise<boolean>;
+  /**
+   * Fetch one page of changes since a cursor. Optional: without it, entity types with a pull
+   * handler are not pulled. Same rules as `push`: never rejects for network or server failures,
+   * and a page is returned only for a valid answer (validated against the protocol's schema).
+   */
+  pull?(request: PullRequest): Promise<PullResponse>;
 }
