@@ -1,5 +1,8 @@
+import type { ConflictStrategy } from './conflict/conflict-strategy.js';
+import type { AppTransaction } from './contracts/app-transaction.js';
 import type { StandardSchemaV1 } from './contracts/standard-schema.js';
 import { ConfigError, describeType } from './errors.js';
+import type { PullHandler } from './pull/pull-types.js';
 
 /**
  * How one entity type is queued. Register every entity type the app enqueues; an unknown type
@@ -41,6 +44,33 @@ export interface EntityOptions {
    * {@link QueueLimits.maxPayloadBytes}.
    */
   readonly maxPayloadBytes?: number;
+  /**
+   * How conflicts the server reports for this entity type are resolved; see
+   * {@link ConflictStrategy}. Default is `'manual'`.
+   */
+  readonly conflict?: ConflictStrategy;
+  /**
+   * Payload fields that hold the id of a record of another entity type, e.g.
+   * `{ activityId: 'activity' }` on a `note`. When the server assigns its own id to a record
+   * created offline, queued mutations referring to it through these fields are rewritten in the
+   * same transaction, so children created offline under a parent are not rejected. Top-level
+   * fields only. Default: none.
+   */
+  readonly references?: Readonly<Record<string, string>>;
+  /**
+   * Called when the server assigned its own id to a record of this type created offline, inside
+   * the transaction that records the confirmation: update the app's own rows to the server id
+   * there, atomically with sync-core's rewrite of queued mutations.
+   */
+  readonly onIdAssigned?: (
+    tx: AppTransaction,
+    ids: { readonly clientId: string; readonly serverId: string },
+  ) => Promise<void>;
+  /**
+   * Applies pulled server changes of this entity type to the app's tables. Entity types without a
+   * handler are not pulled. See {@link PullHandler}.
+   */
+  readonly pull?: PullHandler;
 }
 
 /** Limits the queue enforces. */
@@ -61,6 +91,10 @@ export interface ResolvedEntity {
   readonly coalesce: boolean;
   readonly customOps: ReadonlyMap<string, StandardSchemaV1 | null>;
   readonly maxPayloadBytes: number;
+  readonly conflict: ConflictStrategy;
+  readonly references: ReadonlyMap<string, string>;
+  readonly onIdAssigned: EntityOptions['onIdAssigned'];
+  readonly pull: PullHandler | undefined;
 }
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 262_144;
@@ -147,6 +181,33 @@ export function resolveEntities(
         customOps.set(op, schema);
       }
     }
+    const conflict = options.conflict ?? 'manual';
+    if (typeof conflict !== 'function' && !['manual', 'server-wins', 'client-wins'].includes(conflict)) {
+      invalidOption(
+        `entities.${name}.conflict`,
+        "'manual', 'server-wins', 'client-wins' or a merge function",
+        conflict,
+      );
+    }
+    const references = new Map<string, string>();
+    if (options.references !== undefined) {
+      if (typeof options.references !== 'object' || options.references === null) {
+        invalidOption(`entities.${name}.references`, 'an object of field → entity type', options.references);
+      }
+      for (const [field, target] of Object.entries(options.references)) {
+        if (!/^[A-Za-z_$][\w$]*$/.test(field) || typeof target !== 'string') {
+          throw new ConfigError(
+            `entities.${name}.references: expected identifier field names mapped to entity types, got "${field.slice(0, 64)}"`,
+          );
+        }
+        references.set(field, target);
+      }
+    }
+    for (const hook of ['onIdAssigned', 'pull'] as const) {
+      if (options[hook] !== undefined && typeof options[hook] !== 'function') {
+        invalidOption(`entities.${name}.${hook}`, 'a function', options[hook]);
+      }
+    }
     out.set(name, {
       name,
       schema: options.schema,
@@ -158,7 +219,20 @@ export function resolveEntities(
         options.maxPayloadBytes,
         defaultMax,
       ),
+      conflict,
+      references,
+      onIdAssigned: options.onIdAssigned,
+      pull: options.pull,
     });
+  }
+  for (const entity of out.values()) {
+    for (const [field, target] of entity.references) {
+      if (!out.has(target)) {
+        throw new ConfigError(
+          `entities.${entity.name}.references.${field}: "${target}" is not a registered entity type`,
+        );
+      }
+    }
   }
   return out;
 }

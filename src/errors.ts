@@ -37,6 +37,7 @@ export type SyncErrorCode =
   | 'STORAGE_CLOSED'
   | 'STORAGE_SCHEMA_TOO_NEW'
   | 'STORAGE_FAILED'
+  | 'STORAGE_NOT_PERSISTED'
   // configuration
   | 'INVALID_OPTION'
   // lifecycle
@@ -45,7 +46,11 @@ export type SyncErrorCode =
   | 'NO_ACTIVE_SCOPE'
   | 'MUTATION_INFLIGHT'
   // lookups
-  | 'MUTATION_NOT_FOUND';
+  | 'MUTATION_NOT_FOUND'
+  | 'CONFLICT_NOT_FOUND'
+  // the app's own code
+  | 'PULL_HANDLER_FAILED'
+  | 'HOOK_FAILED';
 
 const BRAND = Symbol.for('sync-core.error');
 // Each class names itself with a string literal, not `constructor.name`: an app's minifier may
@@ -166,6 +171,7 @@ export type StorageErrorCode = Extract<
   | 'STORAGE_CLOSED'
   | 'STORAGE_SCHEMA_TOO_NEW'
   | 'STORAGE_FAILED'
+  | 'STORAGE_NOT_PERSISTED'
 >;
 
 /**
@@ -180,6 +186,9 @@ export type StorageErrorCode = Extract<
  * - `STORAGE_CLOSED`: the storage was closed.
  * - `STORAGE_SCHEMA_TOO_NEW`: a newer sync-core wrote this database; upgrade the library.
  * - `STORAGE_FAILED`: any other driver failure (see `cause`).
+ * - `STORAGE_NOT_PERSISTED`: the write committed in memory (it IS queued and will be sent) but
+ *   saving the database image failed (sql.js); it is saved again by the next successful save.
+ *   Do not enqueue it again: that would queue a second copy with a new idempotency key.
  */
 export class StorageError extends SyncError {
   static override readonly [KIND]: string = 'StorageError';
@@ -216,7 +225,7 @@ export class StateError extends SyncError {
 export class NotFoundError extends SyncError {
   static override readonly [KIND]: string = 'NotFoundError';
   constructor(
-    code: Extract<SyncErrorCode, 'MUTATION_NOT_FOUND'>,
+    code: Extract<SyncErrorCode, 'MUTATION_NOT_FOUND' | 'CONFLICT_NOT_FOUND'>,
     message: string,
     options: SyncErrorOptions = {},
   ) {

@@ -59,6 +59,8 @@ export interface MutationConfirmedEvent {
   readonly entity: string;
   readonly entityId: string;
   readonly version?: Version;
+  /** The id the server assigned to a record created offline, when it differs from `entityId`. */
+  readonly serverId?: string;
 }
 
 /** `retry:scheduled`: a mutation will be sent again at `nextAttemptAt`. */
@@ -81,11 +83,16 @@ export interface MutationFailedEvent {
   readonly attempts: number;
 }
 
-/** `conflict:detected`: the server reported a version conflict for a mutation. */
+/**
+ * `conflict:detected`: the server reported a version conflict for a mutation, and the entity
+ * type's strategy handled it: `manual` (it waits for `resolveConflict`), `server-wins` (dropped),
+ * `client-wins` or `merge` (rebased on the server's version and sent again).
+ */
 export interface ConflictDetectedEvent {
   readonly id: string;
   readonly entity: string;
   readonly entityId: string;
+  readonly resolution: 'manual' | 'server-wins' | 'client-wins' | 'merge';
 }
 
 /** `auth:required`: credentials were refused after a refresh; sync is paused until `start()`. */

@@ -36,11 +36,22 @@ export {
 } from './backoff/index.js';
 export type { EntityOptions, QueueLimits } from './config.js';
 export { DEFAULT_MAX_PAYLOAD_BYTES } from './config.js';
+export type {
+  Conflict,
+  ConflictContext,
+  ConflictResolution,
+  ConflictStrategy,
+  MergeFunction,
+} from './conflict/conflict-strategy.js';
+export type { AppTransaction } from './contracts/app-transaction.js';
 export type { Clock, RandomSource, TimerHandle, Timers } from './contracts/clock.js';
 export { defaultRandom, systemClock, systemTimers } from './contracts/clock.js';
 export type {
   NetworkAdapter,
   OutgoingMutation,
+  PullChange,
+  PullRequest,
+  PullResponse,
   PushItemResult,
   PushRequest,
   PushResponse,
@@ -74,6 +85,8 @@ export type {
   EngineTransaction,
   QueueApi,
   ScopeOption,
+  StatusApi,
+  StatusSnapshot,
   StopResult,
   SyncEngine,
   SyncEngineOptions,
@@ -113,7 +126,27 @@ export type {
   RunStartedEvent,
   SyncEvents,
 } from './events.js';
+export type { PullHandler, PullPage } from './pull/pull-types.js';
 export { MAX_JSON_DEPTH } from './queue/json-safety.js';
 export type { CoalesceOutcome, EnqueuedMutation, ListOptions } from './queue/mutation-queue.js';
 export { MAX_DEPENDENCIES, MAX_ENTITY_ID_LENGTH } from './queue/prepare-mutation.js';
+export type {
+  EntityLabel,
+  FormatNoticeOptions,
+  FormattedNotice,
+  MessageKey,
+  MessageTemplate,
+} from './status/format-notice.js';
+export { DEFAULT_NOTICE_MESSAGES, formatNotice, formatNotices } from './status/format-notice.js';
+export type {
+  AuthRequiredNotice,
+  ConflictNotice,
+  FailedNotice,
+  Notice,
+  NoticeBase,
+  NoticeKind,
+  StuckNotice,
+  SyncedNotice,
+} from './status/notice.js';
+export type { RunRecord } from './status/status-store.js';
 export { SCHEMA_VERSION } from './storage/migrations.js';

@@ -153,7 +153,13 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
     saving = attempt.catch((error: unknown) => {
       if (!dirty) dirtySince = Date.now();
       dirty = true;
-      throw error;
+      // The write is committed in memory (it is queued and will be sent): saying "not saved" would
+      // make the app enqueue it again, under a new idempotency key.
+      throw new StorageError(
+        'STORAGE_NOT_PERSISTED',
+        'the write is queued in memory, but saving the database image failed; it is saved again by the next save',
+        { cause: error },
+      );
     });
     return saving;
   };

@@ -13,6 +13,8 @@ import {
   type ResolvedEntity,
   resolveEntities,
 } from '../config.js';
+import { ConflictStore } from '../conflict/conflict-store.js';
+import type { Conflict, ConflictResolution } from '../conflict/conflict-strategy.js';
 import {
   type Clock,
   defaultRandom,
@@ -24,12 +26,14 @@ import {
 import type { NetworkAdapter } from '../contracts/network-adapter.js';
 import type { Mutation, MutationInput, QueueStats, Scope } from '../contracts/records.js';
 import type { SqlParams, SqlRow, StorageAdapter } from '../contracts/storage-adapter.js';
-import { ConfigError, StateError, ValidationError } from '../errors.js';
+import { ConfigError, NotFoundError, StateError, ValidationError } from '../errors.js';
 import type { MutationEnqueuedEvent, SyncEvents } from '../events.js';
 import { uuidV4 } from '../queue/ids.js';
 import { type EnqueuedMutation, type ListOptions, MutationQueue } from '../queue/mutation-queue.js';
 import { type PreparedMutation, prepareMutation } from '../queue/prepare-mutation.js';
 import { checkScope, scopeKey } from '../queue/scope.js';
+import type { Notice } from '../status/notice.js';
+import { type RunRecord, StatusStore } from '../status/status-store.js';
 import { GuardedStorage } from '../storage/guarded-storage.js';
 import { migrate } from '../storage/migrations.js';
 import { RunLease } from './lease.js';
@@ -87,6 +91,57 @@ export interface SyncEngineOptions {
   readonly initialBatchEstimateMs?: number;
   /** Timers for run deadlines. @default the platform's timers, unref'd on Node */
   readonly timers?: Timers;
+  /**
+   * A mutation still unconfirmed this long after it was queued raises one `stuck` notice (it keeps
+   * retrying). @default 86_400_000 (24 h)
+   */
+  readonly stuckAfterMs?: number;
+  /** Changes asked for per pull page. @default 500 (max 1000) */
+  readonly pullLimit?: number;
+  /** Run rows kept in the history (`sync_runs`). @default 200 */
+  readonly runHistoryLimit?: number;
+  /**
+   * How many attempts a mutation may have before a conflict on it is left to the user even when
+   * its entity type resolves conflicts automatically (client-wins, merge). @default 3
+   */
+  readonly maxConflictRebases?: number;
+}
+
+/** A snapshot of the engine's status, for a sync indicator or a support screen. */
+export interface StatusSnapshot {
+  /** The active scope, or `undefined` when signed out. */
+  readonly scope: Scope | undefined;
+  /** Whether a run is in progress in this engine. */
+  readonly running: boolean;
+  /** Whether sync is paused until the user signs in again (`auth-required`). */
+  readonly authRequired: boolean;
+  /** Queue counts of the active scope (of every scope when signed out). */
+  readonly queue: QueueStats;
+  /** The most recent run of the active scope (or any scope when signed out), if any. */
+  readonly lastRun: RunRecord | undefined;
+  /** How many notices are unseen. */
+  readonly unseenNotices: number;
+  /** How many conflicts wait for the user. */
+  readonly openConflicts: number;
+}
+
+/** The status store, read by the foreground app on its next launch. */
+export interface StatusApi {
+  /** Queue counts, last run, unseen notices, open conflicts, auth state — one consistent read. */
+  snapshot(): Promise<StatusSnapshot>;
+  /**
+   * Call `listener` with a fresh snapshot after every change this engine makes (enqueue, run
+   * finished, notices acknowledged, conflicts resolved, sign-in/out). Returns the unsubscribe
+   * function. Changes made by another process (a background job) are seen on the next change here
+   * or by calling `snapshot()`.
+   */
+  subscribe(listener: (snapshot: StatusSnapshot) => void): () => void;
+  /** Notices not yet acknowledged, oldest first (the active scope's; every scope's when signed out). */
+  unseenNotices(): Promise<Notice[]>;
+  /** Mark notices seen. Returns how many were unseen. */
+  acknowledge(ids: readonly string[]): Promise<number>;
+  /** The most recent runs, newest first. @param limit at most this many (default 20) */
+  runs(limit?: number): Promise<RunRecord[]>;
 }
 
 /** The statements and enqueue calls available inside {@link SyncEngine.transaction}. */
@@ -182,6 +237,19 @@ export interface SyncEngine
    * @throws ConfigError when the engine has no network adapter; StateError when not open.
    */
   runOnce(options?: RunOptions): Promise<RunReport>;
+  /** The status store: notices for the next launch, run history, a snapshot for indicators. */
+  readonly status: StatusApi;
+  /** Conflicts of the active scope that wait for the user (strategy `manual`), oldest first. */
+  conflicts(): Promise<Conflict[]>;
+  /**
+   * Resolve a manual conflict: keep the local change (resent against the server's version), keep
+   * the server's (the local change is dropped), or send a merged payload. The record's later
+   * mutations proceed once it is confirmed or dropped.
+   *
+   * @throws NotFoundError `CONFLICT_NOT_FOUND` when no open conflict has this mutation id;
+   * ValidationError for a merged payload that is not plain JSON or fails the entity's schema.
+   */
+  resolveConflict(mutationId: string, resolution: ConflictResolution): Promise<void>;
 }
 
 class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
@@ -199,7 +267,16 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   readonly #initialBatchEstimateMs: number;
   readonly #lease: RunLease;
   readonly #auth = new AuthGate();
+  readonly #status: StatusStore;
+  readonly #conflicts: ConflictStore;
+  readonly #stuckAfterMs: number;
+  readonly #pullLimit: number;
+  readonly #maxConflictRebases: number;
+  readonly #statusListeners = new Set<(snapshot: StatusSnapshot) => void>();
+  /** Bumped by every start()/stop(): a run checks it before each request (invariant 5). */
+  #scopeGeneration = 0;
   #currentRun: { run: SyncRun; done: Promise<RunReport> } | undefined;
+  readonly status: StatusApi;
   #clientId: string | undefined;
   #scope: Scope | undefined;
   #state: 'new' | 'opening' | 'open' | 'closed' = 'new';
@@ -266,7 +343,17 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       2_000,
     );
     this.#lease = new RunLease(this.#storage, this.#clock, this.#leaseTtlMs);
+    this.#stuckAfterMs = positiveInteger('stuckAfterMs', options.stuckAfterMs, 86_400_000);
+    this.#pullLimit = positiveInteger('pullLimit', options.pullLimit, 500, 1000);
+    this.#maxConflictRebases = positiveInteger('maxConflictRebases', options.maxConflictRebases, 3, 100);
+    this.#status = new StatusStore(
+      this.#clock,
+      this.#random,
+      positiveInteger('runHistoryLimit', options.runHistoryLimit, 200, 100_000),
+    );
+    this.#conflicts = new ConflictStore(this.#storage, this.#clock);
     this.queue = this.#createQueueApi();
+    this.status = this.#createStatusApi();
   }
 
   get clientId(): string {
@@ -319,23 +406,36 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   async start(scope: Scope): Promise<void> {
     this.#assertOpen('start');
     const checked = checkScope(scope);
-    if (this.#scope !== undefined && scopeKey(this.#scope) !== scopeKey(checked)) await this.#abortRun();
+    const switching = this.#scope !== undefined && scopeKey(this.#scope) !== scopeKey(checked);
+    if (switching) this.#scopeGeneration++;
     this.#scope = checked;
+    // Another user's run must not keep sending (DESIGN.md invariant 5).
+    if (switching) await this.#abortRun();
     // Signing in again is how the app says credentials are good again after `auth-required`.
     await this.#storage.run("DELETE FROM sync_meta WHERE key = 'auth_paused'");
+    this.#notifyStatus();
   }
 
   async stop(options: { readonly purge?: boolean } = {}): Promise<StopResult> {
     this.#assertOpen('stop');
     const scope = this.#scope;
     this.#scope = undefined;
+    this.#scopeGeneration++;
     // A run of the signed-out user must not keep sending (DESIGN.md invariant 5).
     await this.#abortRun();
+    this.#notifyStatus();
     if (!options.purge || scope === undefined) return { purged: 0 };
-    const { changes } = await this.#storage.run('DELETE FROM sync_mutations WHERE scope = ?', [
-      scopeKey(scope),
-    ]);
-    return { purged: changes };
+    const key = scopeKey(scope);
+    // A deliberate sign-out wipes the user's queue and what sync-core stored about it, atomically.
+    const purged = await this.#storage.transaction('immediate', async (tx) => {
+      const { changes } = await tx.run('DELETE FROM sync_mutations WHERE scope = ?', [key]);
+      for (const table of ['sync_conflicts', 'sync_id_map', 'sync_cursors', 'sync_notices', 'sync_runs']) {
+        await tx.run(`DELETE FROM ${table} WHERE scope = ?`, [key]);
+      }
+      return changes;
+    });
+    this.#notifyStatus();
+    return { purged };
   }
 
   async enqueue(input: MutationInput): Promise<EnqueuedMutation> {
@@ -368,43 +468,48 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const enqueued: EnqueuedMutation[] = [];
     const result = await this.#storage.transaction('immediate', async (executor) => {
       let finished = false;
-      const guard = (what: string) => {
-        if (finished) {
-          throw new StateError('ENGINE_CLOSED', `${what}: the transaction has already finished`);
-        }
+      // Calls on `tx` run one at a time, in call order, even when the app starts them together
+      // (`Promise.all`): coalescing reads then rewrites a record's last mutation, and two
+      // interleaved enqueues on one record would both merge into the same stale row.
+      let tail: Promise<unknown> = Promise.resolve();
+      const serial = <R>(what: string, fn: () => Promise<R>): Promise<R> => {
+        const next = tail.then(() => {
+          if (finished)
+            throw new StateError('ENGINE_CLOSED', `${what}: the transaction has already finished`);
+          return fn();
+        });
+        tail = next.catch(() => undefined);
+        return next;
       };
       const tx: EngineTransaction = {
-        run: (sql, params) => {
-          guard('tx.run');
-          return executor.run(sql, params);
-        },
-        all: <R = SqlRow>(sql: string, params?: SqlParams) => {
-          guard('tx.all');
-          return executor.all<R>(sql, params);
-        },
-        enqueue: async (input) => {
-          guard('tx.enqueue');
-          const scope = this.#requireScope('tx.enqueue');
-          const stored = await this.#queue.insert(
-            executor,
-            scope,
-            await prepareMutation(input, this.#entities),
-          );
-          enqueued.push(stored);
-          return stored;
-        },
-        enqueueMany: async (inputs) => {
-          guard('tx.enqueueMany');
-          const scope = this.#requireScope('tx.enqueueMany');
-          const prepared = await this.#prepareAll(inputs);
-          const out: EnqueuedMutation[] = [];
-          for (const item of prepared) out.push(await this.#queue.insert(executor, scope, item));
-          enqueued.push(...out);
-          return out;
-        },
+        run: (sql, params) => serial('tx.run', () => executor.run(sql, params)),
+        all: <R = SqlRow>(sql: string, params?: SqlParams) =>
+          serial('tx.all', () => executor.all<R>(sql, params)),
+        enqueue: (input) =>
+          serial('tx.enqueue', async () => {
+            const scope = this.#requireScope('tx.enqueue');
+            const stored = await this.#queue.insert(
+              executor,
+              scope,
+              await prepareMutation(input, this.#entities),
+            );
+            enqueued.push(stored);
+            return stored;
+          }),
+        enqueueMany: (inputs) =>
+          serial('tx.enqueueMany', async () => {
+            const scope = this.#requireScope('tx.enqueueMany');
+            const prepared = await this.#prepareAll(inputs);
+            const out: EnqueuedMutation[] = [];
+            for (const item of prepared) out.push(await this.#queue.insert(executor, scope, item));
+            enqueued.push(...out);
+            return out;
+          }),
       };
       try {
-        return await fn(tx);
+        const value = await fn(tx);
+        await tail;
+        return value;
       } finally {
         finished = true;
       }
@@ -431,7 +536,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const trigger = options.trigger ?? 'manual';
     const runId = uuidV4(this.#random);
     const startedAt = this.#clock.now();
-    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required'): RunReport =>
+    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required' | 'aborted'): RunReport =>
       Object.freeze({
         runId,
         trigger,
@@ -444,53 +549,70 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const scope = this.#scope;
     if (scope === undefined) return trivial('no-scope');
     if (this.#currentRun !== undefined) return trivial('busy');
-    const paused = await this.#storage.all<{ value: string }>(
-      "SELECT value FROM sync_meta WHERE key = 'auth_paused'",
-    );
-    if (paused[0]?.value === scopeKey(scope)) return trivial('auth-required');
-    if (!(await this.#lease.acquire(runId))) return trivial('busy');
-
+    const generation = this.#scopeGeneration;
     const run = new SyncRun(
       {
+        storage: this.#storage,
         queue: this.#queue,
+        status: this.#status,
         lease: this.#lease,
         network,
+        entities: this.#entities,
         clock: this.#clock,
         random: this.#random,
         timers: this.#timers,
         policy: this.#policy,
         retryAfterCeilingMs: this.#retryAfterCeilingMs,
+        maxConflictRebases: this.#maxConflictRebases,
         clientId: this.clientId,
         scope,
         batch: this.#batch,
+        pullLimit: this.#pullLimit,
         claimTtlMs: this.#leaseTtlMs,
+        stuckAfterMs: this.#stuckAfterMs,
         initialBatchEstimateMs: this.#initialBatchEstimateMs,
         emit: (event, payload) => this.#emit(event, payload),
         auth: this.#auth,
+        isScopeActive: () => this.#scopeGeneration === generation && this.#state === 'open',
       },
       runId,
       options,
     );
+    // Registered before the first await: a stop(), a start() of another user or a close() from
+    // now on aborts this run, even before it has taken the lease (DESIGN.md invariant 5).
     const onAbort = () => run.abort('aborted');
     if (options.signal?.aborted) run.abort('aborted');
     else options.signal?.addEventListener('abort', onAbort, { once: true });
-    const done = run.execute(startedAt);
+    const done = this.#leasedRun(run, scope, startedAt, trivial);
     this.#currentRun = { run, done };
-    let report: RunReport;
+    this.#notifyStatus();
     try {
-      report = await done;
+      return await done;
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       this.#currentRun = undefined;
-      await this.#lease.release(runId).catch(() => undefined);
+      this.#notifyStatus();
     }
-    if (report.outcome === 'auth-required') {
-      await this.#storage
-        .run(
-          "INSERT INTO sync_meta (key, value) VALUES ('auth_paused', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-          [scopeKey(scope)],
-        )
-        .catch(() => undefined);
+  }
+
+  /** The part of a run that needs the lease: checks, acquire, execute, release, announce. */
+  async #leasedRun(
+    run: SyncRun,
+    scope: Scope,
+    startedAt: number,
+    trivial: (outcome: 'busy' | 'auth-required' | 'aborted') => RunReport,
+  ): Promise<RunReport> {
+    const paused = await this.#storage.all<{ value: string }>(
+      "SELECT value FROM sync_meta WHERE key = 'auth_paused'",
+    );
+    if (paused[0]?.value === scopeKey(scope)) return trivial('auth-required');
+    if (run.isStopping) return trivial('aborted');
+    if (!(await this.#lease.acquire(run.runId))) return trivial('busy');
+    let report: RunReport;
+    try {
+      report = await run.execute(startedAt);
+    } finally {
+      await this.#lease.release(run.runId).catch(() => undefined);
     }
     this.#emit('run:finished', report);
     return report;
@@ -520,6 +642,119 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     }
   }
 
+  async conflicts(): Promise<Conflict[]> {
+    this.#assertOpen('conflicts');
+    return this.#conflicts.open(this.#scope ?? 'all');
+  }
+
+  async resolveConflict(mutationId: string, resolution: ConflictResolution): Promise<void> {
+    this.#assertOpen('resolveConflict');
+    if (typeof mutationId !== 'string')
+      invalidOption('resolveConflict(mutationId)', 'a mutation id string', mutationId);
+    const conflict = await this.#conflicts.get(mutationId);
+    if (conflict === undefined || conflict.resolution !== null) {
+      throw new NotFoundError(
+        'CONFLICT_NOT_FOUND',
+        `resolveConflict: no open conflict for mutation ${mutationId.slice(0, 64)}`,
+      );
+    }
+    let merged: PreparedMutation | undefined;
+    if (typeof resolution === 'object' && resolution !== null && 'merged' in resolution) {
+      merged = await prepareMutation(
+        { entity: conflict.entity, op: 'update', entityId: conflict.entityId, data: resolution.merged },
+        this.#entities,
+      );
+    } else if (
+      typeof resolution !== 'object' ||
+      resolution === null ||
+      !('keep' in resolution) ||
+      (resolution.keep !== 'local' && resolution.keep !== 'server')
+    ) {
+      invalidOption('resolveConflict(resolution)', "{ keep: 'local' | 'server' } or { merged }", resolution);
+    }
+    await this.#conflicts.resolve(conflict, resolution, merged?.data ?? null);
+    this.#notifyStatus();
+  }
+
+  #createStatusApi(): StatusApi {
+    return {
+      snapshot: () => {
+        this.#assertOpen('status.snapshot');
+        return this.#snapshot();
+      },
+      subscribe: (listener) => {
+        if (typeof listener !== 'function')
+          invalidOption('status.subscribe(listener)', 'a function', listener);
+        this.#statusListeners.add(listener);
+        return () => {
+          this.#statusListeners.delete(listener);
+        };
+      },
+      unseenNotices: async () => {
+        this.#assertOpen('status.unseenNotices');
+        return this.#status.unseen(this.#storage, this.#scope ?? 'all');
+      },
+      acknowledge: async (ids) => {
+        this.#assertOpen('status.acknowledge');
+        if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string')) {
+          invalidOption('status.acknowledge(ids)', 'an array of notice ids', ids);
+        }
+        const changed = await this.#status.acknowledge(this.#storage, ids);
+        if (changed > 0) this.#notifyStatus();
+        return changed;
+      },
+      runs: async (limit = 20) => {
+        this.#assertOpen('status.runs');
+        return this.#status.runs(
+          this.#storage,
+          this.#scope ?? 'all',
+          positiveInteger('status.runs(limit)', limit, 20, 1000),
+        );
+      },
+    };
+  }
+
+  /** One consistent read of everything the status snapshot shows. */
+  #snapshot(): Promise<StatusSnapshot> {
+    const scope = this.#scope;
+    const which = scope ?? 'all';
+    return this.#storage.transaction('deferred', async (tx) => {
+      const queue = await this.#queue.stats(which, tx);
+      const [lastRun] = await this.#status.runs(tx, which, 1);
+      const unseen = await this.#status.unseen(tx, which);
+      const openConflicts = (await this.#conflicts.open(which, tx)).length;
+      const paused = await tx.all<{ value: string }>("SELECT value FROM sync_meta WHERE key = 'auth_paused'");
+      return Object.freeze({
+        scope,
+        running: this.#currentRun !== undefined,
+        authRequired: scope !== undefined && paused[0]?.value === scopeKey(scope),
+        queue,
+        lastRun,
+        unseenNotices: unseen.length,
+        openConflicts,
+      });
+    });
+  }
+
+  /** Tell status subscribers something changed (a snapshot is read only when someone listens). */
+  #notifyStatus(): void {
+    if (this.#statusListeners.size === 0 || this.#state !== 'open') return;
+    this.#snapshot().then(
+      (snapshot) => {
+        for (const listener of this.#statusListeners) {
+          try {
+            listener(snapshot);
+          } catch (error) {
+            queueMicrotask(() => {
+              throw error;
+            });
+          }
+        }
+      },
+      () => undefined,
+    );
+  }
+
   async #prepareAll(inputs: readonly MutationInput[]): Promise<PreparedMutation[]> {
     if (!Array.isArray(inputs)) {
       throw new ValidationError('VALIDATION_FAILED', [
@@ -544,6 +779,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   }
 
   #emitEnqueued(mutations: readonly EnqueuedMutation[]): void {
+    if (mutations.length > 0) this.#notifyStatus();
     for (const m of mutations) {
       const event: MutationEnqueuedEvent = Object.freeze({
         id: m.id,

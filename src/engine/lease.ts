@@ -28,20 +28,21 @@ export class RunLease {
   acquire(holder: string): Promise<boolean> {
     return this.#storage.transaction('immediate', async (tx) => {
       const now = this.#clock.now();
-      const [row] = await tx.all<{ holder: string; expires_at: number }>(
-        'SELECT holder, expires_at FROM sync_lease WHERE name = ?',
+      const [row] = await tx.all<{ holder: string; expires_at: number; renewed_at: number }>(
+        'SELECT holder, expires_at, renewed_at FROM sync_lease WHERE name = ?',
         [LEASE],
       );
-      // An expiry further ahead than one TTL can only come from a clock that went back: the
-      // holder would have renewed with the current clock. Treat it as expired rather than
-      // letting a clock jump block sync until the wall clock catches up.
-      if (row && row.holder !== holder && row.expires_at > now && row.expires_at <= now + this.#ttlMs) {
+      // A lease renewed "in the future" can only come from a wall clock that went back: treat it
+      // as expired rather than letting a clock jump block sync until the clock catches up. The
+      // holder's own TTL is in the row, so processes configured with different TTLs agree.
+      if (row && row.holder !== holder && row.expires_at > now && row.renewed_at <= now) {
         return false;
       }
       await tx.run(
-        `INSERT INTO sync_lease (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at`,
-        [LEASE, holder, now, now + this.#ttlMs],
+        `INSERT INTO sync_lease (name, holder, acquired_at, expires_at, renewed_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
+           expires_at = excluded.expires_at, renewed_at = excluded.renewed_at`,
+        [LEASE, holder, now, now + this.#ttlMs, now],
       );
       return true;
     });
@@ -54,8 +55,8 @@ export class RunLease {
   async renew(holder: string): Promise<boolean> {
     const now = this.#clock.now();
     const { changes } = await this.#storage.run(
-      'UPDATE sync_lease SET expires_at = ? WHERE name = ? AND holder = ?',
-      [now + this.#ttlMs, LEASE, holder],
+      'UPDATE sync_lease SET expires_at = ?, renewed_at = ? WHERE name = ? AND holder = ?',
+      [now + this.#ttlMs, now, LEASE, holder],
     );
     return changes === 1;
   }

@@ -1,4 +1,5 @@
 import type { BackoffPolicy } from '../backoff/index.js';
+import type { ResolvedEntity } from '../config.js';
 import type { Clock, RandomSource, TimerHandle, Timers } from '../contracts/clock.js';
 import type {
   NetworkAdapter,
@@ -10,6 +11,10 @@ import type { Mutation, Scope } from '../contracts/records.js';
 import { SyncError } from '../errors.js';
 import type { SyncEvents } from '../events.js';
 import type { MutationQueue, RecordEntry } from '../queue/mutation-queue.js';
+import { scopeKey } from '../queue/scope.js';
+import type { StatusStore } from '../status/status-store.js';
+import type { GuardedExecutor, GuardedStorage } from '../storage/guarded-storage.js';
+import { applyBookkeeping } from './bookkeeping.js';
 import type { RunLease } from './lease.js';
 import {
   type Decision,
@@ -18,6 +23,7 @@ import {
   decideMissing,
   decideResult,
 } from './outcomes.js';
+import { pullEntity } from './pull-runner.js';
 
 /** What started a run. Free-form labels are allowed; these are the ones the library uses. */
 export type RunTrigger = 'background' | 'foreground' | 'connectivity' | 'schedule' | 'manual' | (string & {});
@@ -25,13 +31,13 @@ export type RunTrigger = 'background' | 'foreground' | 'connectivity' | 'schedul
 /**
  * How a run ended.
  *
- * - `ok`: everything that was due was sent and recorded.
+ * - `ok`: everything that was due was sent and recorded, and every pull handler ran to the end.
  * - `offline`: the network was unreachable; claims were released, no attempt counted.
  * - `throttled`: the server asked to slow down (429/503); the run stopped after recording.
  * - `server-error`: a whole batch failed (5xx, timeout, an invalid response such as a captive
  *   portal's page); the run stopped rather than hammer a failing server. Backoff was recorded.
  * - `deadline`: the run stopped before its deadline (or was cut at it) with work left.
- * - `aborted`: the host's signal aborted the run.
+ * - `aborted`: the host's signal aborted the run, or the user signed out or in as someone else.
  * - `auth-required`: credentials were refused after one refresh; sync pauses until `start()`.
  * - `busy`: another run holds the lease (this process or another); nothing was done.
  * - `lease-lost`: the lease expired mid-run and another run took it; this one stopped.
@@ -59,13 +65,17 @@ export interface RunCounts {
   readonly retried: number;
   /** Dead-lettered (rejected or exhausted). */
   readonly failed: number;
-  /** Stopped on a version conflict. */
+  /** Stopped on a version conflict that waits for the user (manual strategy). */
   readonly conflicted: number;
   /** Claimed but released unsent or without effect (offline, aborted, deadline, auth); no attempt. */
   readonly released: number;
   /** Expired claims of a dead run returned to pending at the start. */
   readonly recovered: number;
-  /** Requests made (batches, including a resend after a credential refresh). */
+  /** Conflicts resolved by the entity type's strategy (server-wins, client-wins, merge). */
+  readonly resolved: number;
+  /** Server changes applied by pull handlers. */
+  readonly pulled: number;
+  /** Requests made (push batches, including a resend after a credential refresh, and pull pages). */
   readonly batches: number;
 }
 
@@ -79,7 +89,8 @@ export interface RunReport {
   readonly counts: RunCounts;
   /**
    * When the earliest remaining mutation becomes sendable (ms since epoch), or `null` when nothing
-   * sendable remains. A scheduler runs again then (DESIGN.md section 4).
+   * sendable remains. Never earlier than a Retry-After that stopped the run. A scheduler runs again
+   * then (DESIGN.md section 4).
    */
   readonly nextDueAt: number | null;
   /** Present when `outcome` is `error`: the storage failure. */
@@ -102,22 +113,33 @@ export interface RunOptions {
 
 /** The fixed parts a run needs from its engine. */
 export interface RunContext {
+  readonly storage: GuardedStorage;
   readonly queue: MutationQueue;
+  readonly status: StatusStore;
   readonly lease: RunLease;
   readonly network: NetworkAdapter;
+  readonly entities: ReadonlyMap<string, ResolvedEntity>;
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly timers: Timers;
   readonly policy: BackoffPolicy;
   readonly retryAfterCeilingMs: number;
+  readonly maxConflictRebases: number;
   readonly clientId: string;
   readonly scope: Scope;
   readonly batch: { readonly maxCount: number; readonly maxBytes: number; readonly concurrency: number };
+  readonly pullLimit: number;
   readonly claimTtlMs: number;
+  readonly stuckAfterMs: number;
   readonly initialBatchEstimateMs: number;
   readonly emit: <E extends keyof SyncEvents>(event: E, payload: Parameters<SyncEvents[E]>[0]) => void;
   /** Single-flight credential refresh shared by every request of the engine. */
   readonly auth: AuthGate;
+  /**
+   * Whether this run's scope is still the engine's active scope. Checked before every request:
+   * a run never sends for a user who signed out (DESIGN.md invariant 5).
+   */
+  readonly isScopeActive: () => boolean;
 }
 
 /**
@@ -163,13 +185,30 @@ type MutableCounts = { -readonly [K in keyof RunCounts]: RunCounts[K] };
 
 /** All-zero run counts: the start of every run, and the counts of a run that did nothing. */
 export function emptyCounts(): MutableCounts {
-  return { pushed: 0, retried: 0, failed: 0, conflicted: 0, released: 0, recovered: 0, batches: 0 };
+  return {
+    pushed: 0,
+    retried: 0,
+    failed: 0,
+    conflicted: 0,
+    released: 0,
+    recovered: 0,
+    resolved: 0,
+    pulled: 0,
+    batches: 0,
+  };
 }
 
-/** Why the round loop stops early. */
-type StopReason = Exclude<RunOutcome, 'ok' | 'busy' | 'no-scope' | 'error'>;
+/** Why the run stops early. */
+export type StopReason = Exclude<RunOutcome, 'ok' | 'busy' | 'no-scope' | 'error'>;
 
 const SLOW_DOWN_STATUSES = new Set([429, 503]);
+
+/** A failure made up by the run itself for a request it decided not to send. */
+const NOT_SENT: TransportFailure = {
+  class: 'aborted',
+  code: 'not-sent',
+  message: 'the run stopped before sending',
+};
 
 /**
  * One sync run (DESIGN.md section 4), from a taken lease to its report. Created by the engine for
@@ -185,6 +224,8 @@ export class SyncRun {
   readonly #durations: number[] = [];
   readonly #refreshedThisRun = { value: false };
   #stop: StopReason | undefined;
+  /** Not before this time may anything be sent again: a 429/503 Retry-After that stopped the run. */
+  #notBefore = 0;
   #done = 0;
   #total = 0;
 
@@ -195,19 +236,28 @@ export class SyncRun {
     this.#deadline = options.deadline;
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+  get runId(): string {
+    return this.#runId;
   }
 
-  /** Abort the run from outside (engine stop/close, host signal). */
+  get trigger(): RunTrigger {
+    return this.#trigger;
+  }
+
+  /** Whether the run was told to stop (abort, deadline). */
+  get isStopping(): boolean {
+    return this.#stop !== undefined;
+  }
+
+  /** Abort the run from outside (engine stop/close/start, host signal, deadline). */
   abort(reason: 'aborted' | 'deadline'): void {
     this.#stop ??= reason;
     this.#controller.abort(reason);
   }
 
   /**
-   * Run with the lease already held by `this.#runId`. Never rejects for network trouble; rejects
-   * only with a storage error after having released what it could.
+   * Run with the lease already held by `this.#runId`: recover, push, pull, then write the run's
+   * notices and its history row. Never rejects: a storage failure ends with outcome `error`.
    */
   async execute(startedAt: number): Promise<RunReport> {
     const ctx = this.#ctx;
@@ -221,16 +271,18 @@ export class SyncRun {
         if (remaining <= 0) this.abort('deadline');
         else timer = ctx.timers.setTimeout(() => this.abort('deadline'), remaining);
       }
-      this.#counts.recovered = await ctx.queue.recoverExpired(ctx.claimTtlMs);
+      this.#counts.recovered = await ctx.queue.recoverExpired();
       await ctx.queue.clampFutureSchedules(
         Math.max(ctx.policy.maxMs, ctx.retryAfterCeilingMs),
         ctx.policy.maxMs,
       );
       this.#total = await ctx.queue.countDue(ctx.scope);
       await this.#rounds();
+      if (this.#stop === undefined) await this.#pull();
       outcome = this.#stop ?? 'ok';
     } catch (caught) {
       outcome = 'error';
+      this.#controller.abort('error');
       error =
         caught instanceof SyncError
           ? { code: caught.code, message: caught.message }
@@ -241,6 +293,7 @@ export class SyncRun {
     let nextDueAt: number | null = null;
     try {
       nextDueAt = await ctx.queue.nextDueAt(ctx.scope);
+      if (nextDueAt !== null && nextDueAt < this.#notBefore) nextDueAt = this.#notBefore;
     } catch {
       // The report is still worth returning; the scheduler falls back to its periodic interval.
     }
@@ -254,7 +307,39 @@ export class SyncRun {
       nextDueAt,
       ...(error ? { error } : {}),
     });
+    await this.#finish(report);
     return report;
+  }
+
+  /**
+   * The run's history row and its run-level notices (auth-required, stuck), in one transaction.
+   * A failure here is not the run's: it is swallowed so the report still reaches the host.
+   */
+  async #finish(report: RunReport): Promise<void> {
+    const ctx = this.#ctx;
+    try {
+      await ctx.storage.transaction('immediate', async (tx) => {
+        if (report.outcome === 'auth-required' && ctx.isScopeActive()) {
+          await ctx.status.addAuthRequired(tx, ctx.scope);
+          await tx.run(
+            "INSERT INTO sync_meta (key, value) VALUES ('auth_paused', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [scopeKey(ctx.scope)],
+          );
+        }
+        await ctx.status.raiseStuck(tx, ctx.scope, ctx.stuckAfterMs);
+        await ctx.status.recordRun(tx, ctx.scope, {
+          runId: report.runId,
+          trigger: report.trigger,
+          outcome: report.outcome,
+          startedAt: report.startedAt,
+          finishedAt: report.finishedAt,
+          ...report.counts,
+          error: report.error ?? null,
+        });
+      });
+    } catch {
+      // Storage is failing; the queue itself is consistent (every outcome was recorded atomically).
+    }
   }
 
   /** Claim → send groups → record, round after round, until drained or told to stop. */
@@ -263,6 +348,10 @@ export class SyncRun {
     while (this.#stop === undefined) {
       if (this.#deadline !== undefined && ctx.clock.now() + this.#estimate() > this.#deadline) {
         this.#stop = 'deadline';
+        break;
+      }
+      if (!ctx.isScopeActive()) {
+        this.abort('aborted');
         break;
       }
       if (!(await this.#renew())) {
@@ -284,17 +373,17 @@ export class SyncRun {
     }
   }
 
+  /** How long the next round is expected to take: the slowest of the last few, with a margin. */
+  #estimate(): number {
+    if (this.#durations.length === 0) return this.#ctx.initialBatchEstimateMs;
+    return Math.ceil(Math.max(...this.#durations) * 1.25);
+  }
+
   /** Extend the lease and the claims this run holds. @returns `false` when the lease was lost. */
   async #renew(): Promise<boolean> {
     if (!(await this.#ctx.lease.renew(this.#runId))) return false;
     await this.#ctx.queue.extendClaims(this.#runId, this.#ctx.claimTtlMs);
     return true;
-  }
-
-  /** How long the next round is expected to take: the slowest of the last few, with a margin. */
-  #estimate(): number {
-    if (this.#durations.length === 0) return this.#ctx.initialBatchEstimateMs;
-    return Math.ceil(Math.max(...this.#durations) * 1.25);
   }
 
   /** Send the claimed mutations grouped by entity type, at most `concurrency` requests at once. */
@@ -308,26 +397,57 @@ export class SyncRun {
     const pending = [...groups.values()];
     const worker = async (): Promise<void> => {
       for (let group = pending.shift(); group; group = pending.shift()) {
-        // Renew the lease and this run's claims before each request: a round may outlast one TTL.
-        if (this.#stop === undefined && !(await this.#renew())) this.#stop = 'lease-lost';
         if (this.#stop !== undefined) {
           // Stopping (offline, throttled, deadline…): claims of groups not yet sent go back
-          // untouched, no attempt counted.
+          // untouched, no attempt counted, and not before a Retry-After that stopped the run.
           await this.#record(
-            group.map((mutation) => ({ mutation, kind: 'released', outcome: { type: 'release' } })),
+            group.map((mutation) => ({
+              mutation,
+              kind: 'released',
+              outcome: { type: 'release', ...(this.#notBefore > 0 ? { notBefore: this.#notBefore } : {}) },
+            })),
           );
           continue;
         }
         await this.#sendGroup(group);
       }
     };
-    const workers = Array.from({ length: Math.min(this.#ctx.batch.concurrency, pending.length) }, worker);
-    await Promise.all(workers);
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(this.#ctx.batch.concurrency, pending.length) }, async () => {
+        try {
+          await worker();
+        } catch (error) {
+          // One worker's storage failure stops the others before they send more.
+          this.#controller.abort('error');
+          this.#stop ??= 'aborted';
+          throw error;
+        }
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
-  async #push(mutations: readonly Mutation[]): Promise<{ response: PushResponse; generation: number }> {
+  /** Renew, check the scope, then send: no request goes out on a lost lease or for a signed-out user. */
+  async #push(
+    mutations: readonly Mutation[],
+  ): Promise<{ response: PushResponse; generation: number; sent: boolean }> {
     const ctx = this.#ctx;
     const generation = ctx.auth.generation;
+    const notSent = {
+      response: { type: 'failure', failure: NOT_SENT } as PushResponse,
+      generation,
+      sent: false,
+    };
+    if (this.#stop !== undefined) return notSent;
+    if (!ctx.isScopeActive()) {
+      this.abort('aborted');
+      return notSent;
+    }
+    if (!(await this.#renew())) {
+      this.#stop ??= 'lease-lost';
+      return notSent;
+    }
     this.#counts.batches++;
     try {
       const response = await ctx.network.push({
@@ -346,13 +466,14 @@ export class SyncRun {
           dependsOn: m.dependsOn,
         })),
       });
-      return { response, generation };
+      return { response, generation, sent: true };
     } catch (error) {
       // The port promises not to reject; if an adapter does anyway, the request may have been
       // sent: treat it as ambiguous, never as a confirmation or a silent loss.
       const aborted = this.#controller.signal.aborted;
       return {
         generation,
+        sent: true,
         response: {
           type: 'failure',
           failure: {
@@ -370,38 +491,41 @@ export class SyncRun {
   async #sendGroup(group: readonly Mutation[]): Promise<void> {
     const ctx = this.#ctx;
     const started = ctx.clock.now();
-    let { response, generation } = await this.#push(group);
+    let { response, generation, sent } = await this.#push(group);
     // 401: refresh once (shared), then resend what was refused.
-    for (let resent = false; !resent; resent = true) {
-      const refused = this.#unauthorized(group, response);
-      if (refused.length === 0) break;
+    const refused = this.#unauthorized(group, response);
+    if (refused.length > 0) {
       const refresh = ctx.network.refreshCredentials
         ? () => ctx.network.refreshCredentials!(ctx.scope, this.#controller.signal)
         : undefined;
       const again = await ctx.auth.onUnauthorized(generation, this.#refreshedThisRun, refresh);
-      if (!again || this.#controller.signal.aborted) break;
-      const retried = await this.#push(refused);
-      generation = retried.generation;
-      response = mergeResponses(group, response, refused, retried.response);
+      if (again && !this.#controller.signal.aborted) {
+        const retried = await this.#push(refused);
+        generation = retried.generation;
+        sent ||= retried.sent;
+        response = mergeResponses(group, response, refused, retried.response);
+      }
     }
-    const decisions = this.#decide(group, response);
-    if (response.type === 'results') {
-      ctx.emit('batch:sent', {
-        runId: this.#runId,
-        entity: group[0]!.entity,
-        count: group.length,
-        durationMs: Math.max(0, ctx.clock.now() - started),
-      });
-    } else {
-      const f = response.failure;
-      ctx.emit('batch:failed', {
-        runId: this.#runId,
-        entity: group[0]!.entity,
-        count: group.length,
-        failureClass: f.class,
-        code: f.code,
-        ...(f.status === undefined ? {} : { status: f.status }),
-      });
+    const decisions = this.#decide(group, response, sent);
+    if (sent) {
+      if (response.type === 'results') {
+        ctx.emit('batch:sent', {
+          runId: this.#runId,
+          entity: group[0]!.entity,
+          count: group.length,
+          durationMs: Math.max(0, ctx.clock.now() - started),
+        });
+      } else {
+        const f = response.failure;
+        ctx.emit('batch:failed', {
+          runId: this.#runId,
+          entity: group[0]!.entity,
+          count: group.length,
+          failureClass: f.class,
+          code: f.code,
+          ...(f.status === undefined ? {} : { status: f.status }),
+        });
+      }
     }
     this.#applyStops(response, decisions);
     await this.#record(decisions);
@@ -416,14 +540,22 @@ export class SyncRun {
     return group.filter((m) => refused.has(m.id));
   }
 
-  #decide(group: readonly Mutation[], response: PushResponse): Decision[] {
-    const context: DecisionContext = {
-      now: this.#ctx.clock.now(),
-      policy: this.#ctx.policy,
-      random: this.#ctx.random,
-      retryAfterCeilingMs: this.#ctx.retryAfterCeilingMs,
+  #decisionContext(): DecisionContext {
+    const ctx = this.#ctx;
+    return {
+      now: ctx.clock.now(),
+      policy: ctx.policy,
+      random: ctx.random,
+      retryAfterCeilingMs: ctx.retryAfterCeilingMs,
+      entities: ctx.entities,
+      maxConflictRebases: ctx.maxConflictRebases,
     };
-    if (response.type === 'failure') return group.map((m) => decideFailure(m, response.failure, context));
+  }
+
+  #decide(group: readonly Mutation[], response: PushResponse, sent: boolean): Decision[] {
+    const context = this.#decisionContext();
+    if (response.type === 'failure')
+      return group.map((m) => decideFailure(m, response.failure, context, sent));
     const byId = new Map<string, PushItemResult>();
     for (const result of response.results) byId.set(result.id, result);
     return group.map((m) => {
@@ -443,36 +575,39 @@ export class SyncRun {
     // An adapter reporting "aborted" although this run was not aborted would otherwise have the
     // same mutations claimed and released forever.
     if (classes.has('aborted')) this.#stop ??= 'aborted';
-    // One request per mutation (REST mode): a 429/503 on any of them is the server asking to slow down.
-    if (
-      response.type === 'results' &&
-      response.results.some(
-        (r) =>
-          r.status === 'failed' && r.failure.status !== undefined && SLOW_DOWN_STATUSES.has(r.failure.status),
-      )
-    ) {
+    const slowDown = (failure: TransportFailure): void => {
+      if (failure.status === undefined || !SLOW_DOWN_STATUSES.has(failure.status)) return;
       this.#stop ??= 'throttled';
-    }
+      if (failure.retryAfterMs !== undefined) {
+        const until = this.#ctx.clock.now() + Math.min(failure.retryAfterMs, this.#ctx.retryAfterCeilingMs);
+        this.#notBefore = Math.max(this.#notBefore, until);
+      }
+    };
     if (response.type === 'failure') {
       const { failure } = response;
-      if (
-        failure.class === 'retryable' &&
-        failure.status !== undefined &&
-        SLOW_DOWN_STATUSES.has(failure.status)
-      ) {
-        this.#stop ??= 'throttled';
-      } else if (failure.class === 'retryable' || failure.class === 'ambiguous') {
-        this.#stop ??= 'server-error';
+      if (failure.class === 'retryable') slowDown(failure);
+      if ((failure.class === 'retryable' || failure.class === 'ambiguous') && this.#stop === undefined) {
+        this.#stop = 'server-error';
       }
+    } else {
+      // One request per mutation (REST mode): a 429/503 on any of them is the server asking to slow down.
+      for (const r of response.results) if (r.status === 'failed') slowDown(r.failure);
     }
   }
 
-  /** Record decisions in one transaction, then count and announce them. */
+  /** Record decisions and their bookkeeping in one transaction, then count and announce them. */
   async #record(decisions: readonly Decision[]): Promise<void> {
     if (decisions.length === 0) return;
     const ctx = this.#ctx;
     const entries: RecordEntry[] = decisions.map((d) => ({ id: d.mutation.id, outcome: d.outcome }));
-    const { stale } = await ctx.queue.record(this.#runId, entries);
+    const byId = new Map(decisions.map((d) => [d.mutation.id, d]));
+    const { stale } = await ctx.queue.record(this.#runId, entries, (tx: GuardedExecutor, recorded) =>
+      applyBookkeeping(
+        tx,
+        ctx,
+        recorded.map((entry) => byId.get(entry.id)!),
+      ),
+    );
     const staleIds = new Set(stale);
     for (const d of decisions) {
       if (staleIds.has(d.mutation.id)) continue;
@@ -485,6 +620,7 @@ export class SyncRun {
             entity: m.entity,
             entityId: m.entityId,
             ...(d.version === undefined ? {} : { version: d.version }),
+            ...(d.assignedId === undefined ? {} : { serverId: d.assignedId }),
           });
           break;
         case 'retried':
@@ -511,7 +647,21 @@ export class SyncRun {
           break;
         case 'conflicted':
           this.#counts.conflicted++;
-          ctx.emit('conflict:detected', { id: m.id, entity: m.entity, entityId: m.entityId });
+          ctx.emit('conflict:detected', {
+            id: m.id,
+            entity: m.entity,
+            entityId: m.entityId,
+            resolution: 'manual',
+          });
+          break;
+        case 'resolved':
+          this.#counts.resolved++;
+          ctx.emit('conflict:detected', {
+            id: m.id,
+            entity: m.entity,
+            entityId: m.entityId,
+            resolution: d.conflict?.resolution ?? 'manual',
+          });
           break;
         case 'released':
           this.#counts.released++;
@@ -524,6 +674,33 @@ export class SyncRun {
       done: this.#done,
       total: Math.max(this.#total, this.#done),
     });
+  }
+
+  /** Pull every entity type that has a handler, page by page, until done or told to stop. */
+  async #pull(): Promise<void> {
+    const ctx = this.#ctx;
+    if (ctx.network.pull === undefined) return;
+    for (const entity of ctx.entities.values()) {
+      if (entity.pull === undefined) continue;
+      const stop = await pullEntity(ctx, entity, {
+        signal: this.#controller.signal,
+        fits: () =>
+          this.#stop === undefined &&
+          ctx.isScopeActive() &&
+          (this.#deadline === undefined || ctx.clock.now() + this.#estimate() <= this.#deadline),
+        renew: () => this.#renew(),
+        onPage: (changes, durationMs) => {
+          this.#counts.batches++;
+          this.#counts.pulled += changes;
+          this.#durations.push(durationMs);
+          if (this.#durations.length > 5) this.#durations.shift();
+        },
+      });
+      if (stop !== undefined) {
+        this.#stop ??= stop;
+        return;
+      }
+    }
   }
 }
 
@@ -539,8 +716,6 @@ function mergeResponses(
   const results: PushItemResult[] =
     first.type === 'results' ? first.results.filter((r) => !refusedIds.has(r.id)) : [];
   if (second.type === 'results') results.push(...second.results.filter((r) => refusedIds.has(r.id)));
-  else
-    for (const m of refused)
-      results.push({ id: m.id, status: 'failed', failure: second.failure as TransportFailure });
+  else for (const m of refused) results.push({ id: m.id, status: 'failed', failure: second.failure });
   return { type: 'results', results };
 }

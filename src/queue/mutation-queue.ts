@@ -9,7 +9,7 @@ import type {
   Version,
 } from '../contracts/records.js';
 import { StateError, ValidationError } from '../errors.js';
-import type { Executor, GuardedStorage } from '../storage/guarded-storage.js';
+import type { Executor, GuardedExecutor, GuardedStorage } from '../storage/guarded-storage.js';
 import { decideCoalesce } from './coalesce.js';
 import { uuidV4, uuidV7 } from './ids.js';
 import { utf8Length } from './json-safety.js';
@@ -41,12 +41,27 @@ export type MutationOutcome =
       readonly error: MutationError;
       readonly countsAttempt: boolean;
     }
-  /** Not sent, or sent without effect (offline, aborted): back to pending, no attempt counted. */
-  | { readonly type: 'release' }
+  /**
+   * Not sent, or sent without effect (offline, aborted): back to pending, no attempt counted; not
+   * due before `notBefore` when given (a server's Retry-After that stopped the run).
+   */
+  | { readonly type: 'release'; readonly notBefore?: number }
   /** Dead-lettered: rejected by the server, or out of attempts. */
   | { readonly type: 'failed'; readonly error: MutationError; readonly countsAttempt: boolean }
   /** The server reported a version conflict; the record waits for a resolution. */
-  | { readonly type: 'conflict'; readonly error: MutationError; readonly countsAttempt: boolean };
+  | { readonly type: 'conflict'; readonly error: MutationError; readonly countsAttempt: boolean }
+  /**
+   * Send again now with this payload against the server's version (a conflict resolved by
+   * client-wins or a merge). Counts an attempt, so a record that keeps conflicting is bounded.
+   */
+  | {
+      readonly type: 'rebase';
+      readonly data: JsonValue | null;
+      readonly baseVersion: Version | null;
+      readonly error: MutationError;
+    }
+  /** The local change is dropped (a conflict resolved by server-wins): it leaves the queue. */
+  | { readonly type: 'drop' };
 
 /** One entry of {@link MutationQueue.record}. */
 export interface RecordEntry {
@@ -314,15 +329,18 @@ export class MutationQueue {
   async record(
     token: string,
     entries: readonly RecordEntry[],
+    also?: (tx: GuardedExecutor, recorded: readonly RecordEntry[]) => Promise<void>,
   ): Promise<{ recorded: number; stale: string[] }> {
     if (entries.length === 0) return { recorded: 0, stale: [] };
     return this.#storage.transaction('immediate', async (tx) => {
+      const done: RecordEntry[] = [];
       const now = this.#clock.now();
       let recorded = 0;
       const stale: string[] = [];
       for (const { id, outcome } of entries) {
         let changes: number;
         switch (outcome.type) {
+          case 'drop':
           case 'confirmed':
             ({ changes } = await tx.run('DELETE FROM sync_mutations WHERE id = ? AND claim_token = ?', [
               id,
@@ -345,9 +363,10 @@ export class MutationQueue {
             break;
           case 'release':
             ({ changes } = await tx.run(
-              `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+              `UPDATE sync_mutations SET state = 'pending', next_attempt_at = MAX(next_attempt_at, ?),
+                 claim_token = NULL, claim_expires_at = NULL, updated_at = ?
                WHERE id = ? AND claim_token = ?`,
-              [now, id, token],
+              [outcome.notBefore ?? 0, now, id, token],
             ));
             break;
           case 'failed':
@@ -358,10 +377,34 @@ export class MutationQueue {
               [outcome.type, outcome.countsAttempt ? 1 : 0, JSON.stringify(outcome.error), now, id, token],
             ));
             break;
+          case 'rebase': {
+            const dataJson = outcome.data === null ? null : JSON.stringify(outcome.data);
+            ({ changes } = await tx.run(
+              `UPDATE sync_mutations SET state = 'pending', data = ?, bytes = ?, base_version = ?, attempts = attempts + 1,
+                 next_attempt_at = ?, last_error = ?, claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+               WHERE id = ? AND claim_token = ?`,
+              [
+                dataJson,
+                dataJson === null ? 0 : utf8Length(dataJson),
+                outcome.baseVersion === null ? null : JSON.stringify(outcome.baseVersion),
+                now,
+                JSON.stringify(outcome.error),
+                now,
+                id,
+                token,
+              ],
+            ));
+            break;
+          }
         }
         if (changes === 0) stale.push(id);
-        else recorded++;
+        else {
+          recorded++;
+          done.push({ id, outcome });
+        }
       }
+      // Bookkeeping that must agree with the queue (conflicts, notices, id rewrites) commits with it.
+      if (also && done.length > 0) await also(tx, done);
       return { recorded, stale };
     });
   }
@@ -373,24 +416,26 @@ export class MutationQueue {
    */
   async extendClaims(token: string, claimTtlMs: number): Promise<void> {
     await this.#storage.run(
-      "UPDATE sync_mutations SET claim_expires_at = ? WHERE claim_token = ? AND state = 'inflight'",
-      [this.#clock.now() + claimTtlMs, token],
+      "UPDATE sync_mutations SET claim_expires_at = ?, updated_at = ? WHERE claim_token = ? AND state = 'inflight'",
+      [this.#clock.now() + claimTtlMs, this.#clock.now(), token],
     );
   }
 
   /**
    * Return inflight mutations whose claim expired to pending, without counting an attempt: the
-   * run that claimed them died or lost its lease. A claim expiring implausibly far in the future
-   * (the wall clock went back) is treated as expired too, so a clock jump cannot strand it.
+   * run that claimed them died or lost its lease. A claim stamped in the future (its `updated_at`,
+   * set at claim and renewal, is after now) can only come from a wall clock that went back: it is
+   * treated as expired, so a clock jump cannot strand it. The test deliberately does not depend on
+   * this process's own TTL: processes may be configured with different ones.
    *
    * @returns how many were recovered.
    */
-  async recoverExpired(claimTtlMs: number): Promise<number> {
+  async recoverExpired(): Promise<number> {
     const now = this.#clock.now();
     const { changes } = await this.#storage.run(
       `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
-       WHERE state = 'inflight' AND (claim_expires_at <= ? OR claim_expires_at > ?)`,
-      [now, now, now + claimTtlMs],
+       WHERE state = 'inflight' AND (claim_expires_at <= ? OR updated_at > ?)`,
+      [now, now, now],
     );
     return changes;
   }
@@ -441,13 +486,13 @@ export class MutationQueue {
   }
 
   /** Counts per state and the age of the oldest mutation; one scope, or every scope. */
-  async stats(scope: Scope | 'all'): Promise<QueueStats> {
+  async stats(scope: Scope | 'all', executor: Executor = this.#storage): Promise<QueueStats> {
     const rows =
       scope === 'all'
-        ? await this.#storage.all<{ state: MutationState; n: number; oldest: number }>(
+        ? await executor.all<{ state: MutationState; n: number; oldest: number }>(
             'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations GROUP BY state',
           )
-        : await this.#storage.all<{ state: MutationState; n: number; oldest: number }>(
+        : await executor.all<{ state: MutationState; n: number; oldest: number }>(
             'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations WHERE scope = ? GROUP BY state',
             [scopeKey(scope)],
           );

@@ -69,6 +69,80 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 3,
+    description: 'conflicts, server-assigned ids, pull cursors, run history and notices',
+    statements: [
+      // One row per conflict the server reported for a mutation (manual strategy: until resolved).
+      `CREATE TABLE sync_conflicts (
+        mutation_id TEXT PRIMARY KEY NOT NULL,
+        scope TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        entity_id TEXT NOT NULL,
+        local_data TEXT,
+        base_version TEXT,
+        server_data TEXT,
+        server_version TEXT,
+        created_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        resolution TEXT
+      )`,
+      'CREATE INDEX sync_conflicts_open ON sync_conflicts (scope, resolved_at)',
+      // Client id → server id of records created offline, so later enqueues use the server's id.
+      `CREATE TABLE sync_id_map (
+        scope TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, entity, client_id)
+      )`,
+      `CREATE TABLE sync_cursors (
+        scope TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        cursor TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, entity)
+      )`,
+      `CREATE TABLE sync_runs (
+        id TEXT PRIMARY KEY NOT NULL,
+        scope TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        pushed INTEGER NOT NULL,
+        retried INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        conflicted INTEGER NOT NULL,
+        released INTEGER NOT NULL,
+        recovered INTEGER NOT NULL,
+        pulled INTEGER NOT NULL,
+        batches INTEGER NOT NULL,
+        error TEXT
+      )`,
+      'CREATE INDEX sync_runs_started ON sync_runs (started_at)',
+      `CREATE TABLE sync_notices (
+        id TEXT PRIMARY KEY NOT NULL,
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        dedupe_key TEXT,
+        data TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        seen_at INTEGER
+      )`,
+      // At most one unseen notice per dedupe key (the running `synced` summary, one per mutation…).
+      'CREATE UNIQUE INDEX sync_notices_unseen ON sync_notices (scope, dedupe_key) WHERE seen_at IS NULL',
+      'CREATE INDEX sync_notices_scope ON sync_notices (scope, seen_at)',
+      // When the lease was last renewed: a renewal "in the future" reveals a clock that went back.
+      'ALTER TABLE sync_lease ADD COLUMN renewed_at INTEGER NOT NULL DEFAULT 0',
+      // Small partial indexes: claim recovery scans only inflight rows, and "does anything depend
+      // on this mutation?" only rows that have dependencies.
+      "CREATE INDEX sync_mutations_inflight ON sync_mutations (claim_expires_at) WHERE state = 'inflight'",
+      'CREATE INDEX sync_mutations_with_deps ON sync_mutations (seq) WHERE depends_on IS NOT NULL',
+    ],
+  },
 ];
 
 /** The schema version this build of sync-core writes. */

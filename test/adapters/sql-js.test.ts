@@ -127,8 +127,11 @@ describe('sql.js adapter', () => {
     await expect(
       engine.enqueue({ entity: 'a', op: 'create', entityId: '1', data: {} }),
     ).rejects.toMatchObject({
-      code: 'STORAGE_FAILED',
+      code: 'STORAGE_NOT_PERSISTED',
     });
+    // Committed in memory, so queued: "not persisted" is never "not saved" (a retry by the app
+    // would queue a second copy under a new key).
+    expect((await engine.queue.stats()).total).toBe(1);
     await engine.enqueue({ entity: 'a', op: 'create', entityId: '2', data: {} });
     const saved = new SQL.Database(images[images.length - 1]);
     expect(saved.exec('SELECT entity_id FROM sync_mutations ORDER BY seq')[0]?.values).toEqual([

@@ -282,6 +282,10 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
           coalesce: false,
           customOps: new Map(),
           maxPayloadBytes: 1000,
+          conflict: 'manual' as const,
+          references: new Map<string, string>(),
+          onIdAssigned: undefined,
+          pull: undefined,
         };
         const scope = { userId: 'u1' };
         for (let i = 0; i < 3; i++) {
@@ -352,7 +356,7 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
         ).toEqual([]);
         // The run dies; after the claim expires, its mutations are pending again, no attempt counted.
         clock.advance(1001);
-        expect(await queue.recoverExpired(1000)).toBe(2);
+        expect(await queue.recoverExpired()).toBe(2);
         expect((await engine.queue.get(a1.id))?.attempts).toBe(0);
         const second = await queue.claim({
           scope,

@@ -610,12 +610,12 @@ class RecoverExpiredCommand implements QueueCommand {
   }
 
   async run(model: QueueModel, real: QueueUnderTest): Promise<void> {
-    const recovered = await real.run.recoverExpired(CLAIM_TTL_MS);
+    const recovered = await real.run.recoverExpired();
     let expected = 0;
     for (const row of model.rows) {
       if (row.state !== 'inflight' || row.claimExpiresAt === null) continue;
-      // Expired, or implausibly far ahead because the wall clock went back.
-      if (row.claimExpiresAt <= model.now || row.claimExpiresAt > model.now + CLAIM_TTL_MS) {
+      // Expired, or claimed "in the future" because the wall clock went back.
+      if (row.claimExpiresAt <= model.now || row.updatedAt > model.now) {
         row.state = 'pending';
         row.claimToken = null;
         row.claimExpiresAt = null;
@@ -817,7 +817,7 @@ function commandsArb() {
 async function drain(model: QueueModel, real: QueueUnderTest): Promise<void> {
   real.clock.advance(24 * 3_600_000);
   model.now += 24 * 3_600_000;
-  await real.run.recoverExpired(CLAIM_TTL_MS);
+  await real.run.recoverExpired();
   await real.engine.queue.retry({ allFailed: true });
   for (let round = 0; round <= model.stored.length; round++) {
     const claimed = await real.run.claim({

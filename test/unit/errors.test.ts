@@ -65,6 +65,10 @@ const CODE_CLASS: Record<SyncErrorCode, string> = {
   NO_ACTIVE_SCOPE: 'StateError',
   MUTATION_INFLIGHT: 'StateError',
   MUTATION_NOT_FOUND: 'NotFoundError',
+  CONFLICT_NOT_FOUND: 'NotFoundError',
+  PULL_HANDLER_FAILED: 'SyncError',
+  HOOK_FAILED: 'SyncError',
+  STORAGE_NOT_PERSISTED: 'StorageError',
 };
 
 /** One error of every class, made by `m`. */

@@ -1,0 +1,111 @@
+import type { AppTransaction } from '../contracts/app-transaction.js';
+import type { JsonValue } from '../contracts/records.js';
+import { SyncError } from '../errors.js';
+import { scopeKey } from '../queue/scope.js';
+import type { GuardedExecutor } from '../storage/guarded-storage.js';
+import type { Decision } from './outcomes.js';
+import type { RunContext } from './sync-run.js';
+
+/** The app's view of a transaction executor: its own statements only. */
+export function appTransaction(tx: GuardedExecutor): AppTransaction {
+  return { run: (sql, params) => tx.run(sql, params), all: (sql, params) => tx.all(sql, params) };
+}
+
+function json(value: JsonValue | null | undefined): string | null {
+  return value === null || value === undefined ? null : JSON.stringify(value);
+}
+
+/**
+ * What must change together with recorded outcomes, in the same transaction (FAULTS.md 7: after a
+ * crash, the status agrees with the queue): the `synced` counts, dead-letter and conflict notices,
+ * stored conflicts, and the rewrite of queued mutations when the server assigned its own id.
+ */
+export async function applyBookkeeping(
+  tx: GuardedExecutor,
+  ctx: Pick<RunContext, 'status' | 'scope' | 'entities' | 'clock'>,
+  decisions: readonly Decision[],
+): Promise<void> {
+  const now = ctx.clock.now();
+  const synced = new Map<string, number>();
+  for (const d of decisions) {
+    const m = d.mutation;
+    if (d.kind === 'confirmed') synced.set(m.entity, (synced.get(m.entity) ?? 0) + 1);
+    if (d.kind === 'failed' && d.outcome.type === 'failed') {
+      await ctx.status.addFailed(tx, ctx.scope, m, d.outcome.error.code, d.outcome.error.message);
+    }
+    if (d.conflict) {
+      const manual = d.conflict.resolution === 'manual';
+      // A mutation that conflicts again after a rebase keeps one row: the latest server side.
+      await tx.run(
+        `INSERT INTO sync_conflicts (mutation_id, scope, entity, entity_id, local_data, base_version, server_data,
+           server_version, created_at, resolved_at, resolution) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (mutation_id) DO UPDATE SET local_data = excluded.local_data, base_version = excluded.base_version,
+           server_data = excluded.server_data, server_version = excluded.server_version, created_at = excluded.created_at,
+           resolved_at = excluded.resolved_at, resolution = excluded.resolution`,
+        [
+          m.id,
+          scopeKey(ctx.scope),
+          m.entity,
+          m.entityId,
+          json(m.data),
+          json(m.baseVersion),
+          json(d.conflict.data),
+          json(d.conflict.version),
+          now,
+          manual ? null : now,
+          manual ? null : d.conflict.resolution,
+        ],
+      );
+      if (manual) await ctx.status.addConflict(tx, ctx.scope, m);
+    }
+    if (d.assignedId !== undefined) await assignId(tx, ctx, m.entity, m.entityId, d.assignedId);
+  }
+  await ctx.status.addSynced(tx, ctx.scope, synced);
+}
+
+/**
+ * The server gave a record created offline its own id (DESIGN.md section 8): remember the mapping
+ * (later enqueues with the client id are translated), rewrite queued mutations of the record and
+ * payload fields that reference it, and let the app update its own rows — all in this transaction.
+ */
+async function assignId(
+  tx: GuardedExecutor,
+  ctx: Pick<RunContext, 'scope' | 'entities' | 'clock'>,
+  entity: string,
+  clientId: string,
+  serverId: string,
+): Promise<void> {
+  const scope = scopeKey(ctx.scope);
+  await tx.run(
+    `INSERT INTO sync_id_map (scope, entity, client_id, server_id, created_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (scope, entity, client_id) DO UPDATE SET server_id = excluded.server_id`,
+    [scope, entity, clientId, serverId, ctx.clock.now()],
+  );
+  // Inflight rows are left alone: they are being sent with the id they were claimed with, and the
+  // server maps it; their idempotency key stands for exactly that content.
+  await tx.run(
+    "UPDATE sync_mutations SET entity_id = ? WHERE scope = ? AND entity = ? AND entity_id = ? AND state != 'inflight'",
+    [serverId, scope, entity, clientId],
+  );
+  for (const other of ctx.entities.values()) {
+    for (const [field, target] of other.references) {
+      if (target !== entity) continue;
+      const path = `$."${field}"`;
+      await tx.run(
+        `UPDATE sync_mutations SET data = json_set(data, ?, ?)
+         WHERE scope = ? AND entity = ? AND state != 'inflight' AND data IS NOT NULL AND json_extract(data, ?) = ?`,
+        [path, serverId, scope, other.name, path, clientId],
+      );
+    }
+  }
+  const hook = ctx.entities.get(entity)?.onIdAssigned;
+  if (hook) {
+    try {
+      await hook(appTransaction(tx), { clientId, serverId });
+    } catch (error) {
+      // The confirmation and the rewrite roll back with it: the mutation stays queued (the next
+      // resend is a duplicate that reports the same id) until the hook succeeds.
+      throw new SyncError('HOOK_FAILED', `the onIdAssigned hook of "${entity}" threw`, { cause: error });
+    }
+  }
+}
