@@ -1,7 +1,7 @@
 /**
- * One HTTP exchange: credentials, the timeout, the push's abort signal, the immediate bounded
- * resend of a refused or dropped connection (p-retry), and reading the whole body. Whatever
- * happens, it resolves: with the response, or with a classified failure.
+ * One HTTP exchange: credentials, the timeout, the push's (or pull's) abort signal, the immediate
+ * bounded resend of a refused or dropped connection (p-retry), and reading the whole body.
+ * Whatever happens, it resolves: with the response, or with a classified failure.
  *
  * @packageDocumentation
  */
@@ -12,13 +12,13 @@ import { classifyNetworkError, isResendable, networkErrorCode } from './network-
 import { normalizeHeaders, type ResolvedOptions } from './options.js';
 import type { ReadResponse } from './responses.js';
 
-/** What one push shares between its exchanges. */
+/** What one push (or one pulled page) shares between its exchanges. */
 export interface PushContext {
   readonly options: ResolvedOptions;
   readonly scope: Scope;
-  /** The push request's signal. */
+  /** The push or pull request's signal. */
   readonly signal: AbortSignal;
-  /** Every credential value used by this push, to scrub from failure messages (FAULTS.md 33). */
+  /** Every credential value used by this push or pull, to scrub from failure messages (FAULTS.md 33). */
   readonly secrets: Set<string>;
 }
 

@@ -16,13 +16,13 @@
  * ```
  */
 export interface FetchRequestInit {
-  /** `'POST'`, `'PATCH'`, `'PUT'` or `'DELETE'`. */
+  /** `'POST'`, `'PATCH'`, `'PUT'` or `'DELETE'`; `'GET'` for a pull. */
   method: string;
   /** Header names are lower-case; credentials are among them, so never log this object. */
   headers: Record<string, string>;
   /** A JSON text, when the request has a body. */
   body?: string;
-  /** Aborted on the push's abort signal or the adapter's timeout. */
+  /** Aborted on the push's or pull's abort signal, or the adapter's timeout. */
   signal?: AbortSignal;
   /**
    * Always `'manual'`: a redirect is never followed, so credentials never travel to another

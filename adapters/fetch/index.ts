@@ -1,9 +1,10 @@
 /**
  * `sync-core/fetch`: the network adapter over `fetch` — sync protocol v1 (DESIGN.md section 8) or
- * an existing REST API's routes (REST-resource mode). It reports faithfully what happened to each
- * request; every retry, backoff and conflict decision stays in the core.
+ * an existing REST API's routes (REST-resource mode). It pushes batches and pulls pages of
+ * changes, and reports faithfully what happened to each request; every retry, backoff and conflict
+ * decision stays in the core.
  *
- * How responses and errors map to the network port (README.md has the full table):
+ * How responses and errors of a push map to the network port (README.md has the full table):
  *
  * | what happened | failure (`class`, `code`) |
  * |---|---|
@@ -23,12 +24,23 @@
  * | the push's `signal` aborted | `aborted` `aborted` |
  * | the credentials provider threw | `auth` `credentials-unavailable` |
  *
+ * A pull maps the same way, except:
+ *
+ * | what happened | pull answer |
+ * |---|---|
+ * | 2xx, JSON, schema-valid (`{ changes, cursor, hasMore }`), at most `limit` changes | `page` |
+ * | 2xx not JSON, invalid or truncated JSON, wrong schema, more than `limit` changes, `hasMore` with the cursor unchanged | `retryable` `bad-response` |
+ * | 404/410 from `/sync/pull` or the REST pull route | `retryable` `endpoint-not-found` |
+ * | 409, 412 (no conflict exists for a read) | `rejected` `http-<status>` with the server's reason |
+ * | REST mode, the entity type's route has no `pull` | `rejected` `no-pull-route`, nothing sent |
+ *
  * @packageDocumentation
  */
 import type { NetworkAdapter, PushItemResult, PushRequest, PushResponse, TransportFailure } from 'sync-core';
 import { type PushContext, redact } from './exchange.js';
 import { type FetchNetworkOptions, resolveOptions } from './options.js';
 import { pushProtocol } from './protocol.js';
+import { type PullRequest, type PullResponse, pullProtocol, pullRest } from './pull.js';
 import { pushRest } from './rest.js';
 
 export type { FetchLike, FetchRequestInit, FetchResponseLike } from './fetch-like.js';
@@ -60,20 +72,32 @@ function scrub(response: PushResponse, secrets: ReadonlySet<string>): PushRespon
   return { type: 'results', results: response.results.map((result) => scrubItem(result, secrets)) };
 }
 
+/** No credential reaches the message of a pull's failure either; a page is the server's data. */
+function scrubPull(response: PullResponse, secrets: ReadonlySet<string>): PullResponse {
+  if (secrets.size === 0 || response.type === 'page') return response;
+  return { type: 'failure', failure: scrubFailure(response.failure, secrets) };
+}
+
 /**
  * Create the network adapter that speaks HTTP through `fetch`.
  *
  * - **Protocol mode** (default): `POST {baseUrl}/sync/push` per batch with
  *   `{ protocol: 1, clientId, entity, mutations }`; a 2xx must be JSON and carry exactly one
- *   valid result per mutation sent.
+ *   valid result per mutation sent. `pull` asks
+ *   `GET {baseUrl}/sync/pull?entity=E&limit=N&cursor=C` (no `cursor` on the first pull); a 2xx
+ *   must be JSON `{ changes, cursor, hasMore }` with at most `limit` valid changes.
  * - **REST mode** (`mode: 'rest'`): one request per mutation on the routes of `rest`, each with
- *   `Idempotency-Key`, `If-Match` from the base version and `X-Entity-Id` on creates.
+ *   `Idempotency-Key`, `If-Match` from the base version and `X-Entity-Id` on creates. `pull` asks
+ *   `GET {pull.path}?limit=N&cursor=C` of entity types whose route sets `pull` (default path
+ *   `{path}/changes`), answered like protocol v1's pull; for any other entity type it answers
+ *   `rejected` `no-pull-route` without sending anything.
  *
  * Every request: `redirect: 'manual'` (a redirect is a `retryable` `bad-response` and credentials
- * never follow it), `Accept: application/json`, the credentials of the batch's scope obtained
+ * never follow it), `Accept: application/json`, the credentials of the request's scope obtained
  * for that request, a timeout, and an immediate bounded resend when the connection was refused
- * or dropped before any response. `push` never rejects for a network or server failure: those
- * are `failure` results, classified as the table in this module's documentation says.
+ * or dropped before any response. `push` and `pull` never reject for a network or server
+ * failure: those are `failure` results, classified as the tables in this module's documentation
+ * say.
  *
  * @param options - See {@link FetchNetworkOptions}.
  * @returns The {@link NetworkAdapter} to pass to `createSyncEngine`.
@@ -100,7 +124,7 @@ function scrub(response: PushResponse, secrets: ReadonlySet<string>): PushRespon
  * const network = createFetchNetwork({
  *   baseUrl: 'https://api.example.com/v2',
  *   mode: 'rest',
- *   rest: { activity: { path: '/activities', update: { method: 'PUT' } } },
+ *   rest: { activity: { path: '/activities', update: { method: 'PUT' }, pull: { path: '/activities/changes' } } },
  *   credentials: async () => ({ headers: { 'x-api-key': await keychain.get('api-key') } }),
  * });
  * ```
@@ -118,6 +142,17 @@ export function createFetchNetwork(options: FetchNetworkOptions): NetworkAdapter
       const response =
         resolved.mode === 'rest' ? await pushRest(ctx, request) : await pushProtocol(ctx, request);
       return scrub(response, ctx.secrets);
+    },
+    async pull(request: PullRequest): Promise<PullResponse> {
+      const ctx: PushContext = {
+        options: resolved,
+        scope: request.scope,
+        signal: request.signal,
+        secrets: new Set(),
+      };
+      const response =
+        resolved.mode === 'rest' ? await pullRest(ctx, request) : await pullProtocol(ctx, request);
+      return scrubPull(response, ctx.secrets);
     },
   };
   const { refresh } = resolved;

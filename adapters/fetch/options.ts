@@ -52,6 +52,7 @@ export interface RestCustomRoute {
  * | `update` | `PATCH {path}/{entityId}` with `Idempotency-Key` and `If-Match: "<baseVersion>"`; body `m.data` |
  * | `delete` | `DELETE {path}/{entityId}` with `Idempotency-Key` and `If-Match: "<baseVersion>"`; no body |
  * | custom | `custom[op]`, or an item `failed` `rejected` `unsupported-op` when absent |
+ * | pull (only with `pull` set) | `GET {pull.path}?limit=N&cursor=C`, answered like protocol v1's pull |
  *
  * `If-Match` is sent only when the mutation has a base version; `{entityId}` is
  * `encodeURIComponent(entityId)`.
@@ -93,6 +94,20 @@ export interface RestRouteOptions {
   };
   /** Routes of the entity type's custom operations, by op name. */
   readonly custom?: Readonly<Record<string, RestCustomRoute>>;
+  /**
+   * Where pages of this entity type's changes are pulled from: `GET {pull.path}?limit=N` (plus
+   * `&cursor=C` after the first page), answered with protocol v1's pull body
+   * `{ changes, cursor, hasMore }` (docs/protocol.md section 6). Without it, the entity type is not
+   * pullable: `pull` answers `rejected` `no-pull-route` and sends nothing.
+   * @default none
+   */
+  readonly pull?: {
+    /**
+     * The path below `baseUrl`, starting with `/`, without query or fragment.
+     * @default `{path}/changes`
+     */
+    readonly path?: string;
+  };
   /**
    * The request body of a mutation; `undefined` sends none.
    * @default `m.data` (no body for `delete`, nor when `m.data` is `null`)
@@ -138,7 +153,8 @@ export interface RestRouteOptions {
 export interface FetchNetworkOptions {
   /**
    * The API's base URL, `http:` or `https:`, without query, fragment or user info. Protocol v1
-   * posts to `{baseUrl}/sync/push`; REST paths are appended to it. A trailing `/` is ignored.
+   * posts to `{baseUrl}/sync/push` and pulls from `{baseUrl}/sync/pull`; REST paths are appended
+   * to it. A trailing `/` is ignored.
    */
   readonly baseUrl: string;
   /**
@@ -148,9 +164,10 @@ export interface FetchNetworkOptions {
   readonly fetch?: FetchLike;
   /**
    * The credentials of a scope. Called for every HTTP request (once per push in protocol mode,
-   * once per mutation in REST mode; immediate resends reuse them) and never cached by the
-   * adapter, so a token refreshed in between is picked up. A throw or an invalid value makes the
-   * request an `auth` failure (`credentials-unavailable`) without sending anything.
+   * once per mutation in REST mode, once per pulled page; immediate resends reuse them) and never
+   * cached by the adapter, so a token refreshed in between is picked up. A throw or an invalid
+   * value makes the request an `auth` failure (`credentials-unavailable`) without sending
+   * anything.
    */
   readonly credentials: (scope: Scope) => FetchCredentials | Promise<FetchCredentials>;
   /**
@@ -167,8 +184,9 @@ export interface FetchNetworkOptions {
    */
   readonly timeoutMs?: number;
   /**
-   * `'protocol'`: sync protocol v1, one `POST /sync/push` per batch. `'rest'`: one request per
-   * mutation on the routes of `rest`.
+   * `'protocol'`: sync protocol v1, one `POST /sync/push` per batch and `GET /sync/pull` per
+   * page. `'rest'`: one request per mutation on the routes of `rest`, and pulls only from the
+   * routes that set `pull`.
    * @default 'protocol'
    */
   readonly mode?: 'protocol' | 'rest';
@@ -312,6 +330,14 @@ function validateRoute(entity: string, route: unknown): RestRouteOptions {
   }
   for (const name of ['body', 'versionFrom', 'idFrom', 'dataFrom']) {
     optionalFunction(`${at}.${name}`, route[name]);
+  }
+  const pull = route['pull'];
+  if (pull !== undefined) {
+    if (!isRecord(pull)) fail(`${at}.pull`, 'an object', pull);
+    const pullPath = pull['path'];
+    if (pullPath !== undefined && (typeof pullPath !== 'string' || !/^\/[^?#]*$/.test(pullPath))) {
+      fail(`${at}.pull.path`, "a path starting with '/', without query or fragment", pullPath);
+    }
   }
   return route as unknown as RestRouteOptions;
 }

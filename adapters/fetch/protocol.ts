@@ -40,7 +40,8 @@ import {
  */
 export const PROTOCOL_VERSION = 1;
 
-const versionSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
+/** A record version: a non-negative integer or an opaque non-empty string. */
+export const versionSchema = z.union([z.number().int().nonnegative(), z.string().min(1)]);
 const idSchema = z.string().min(1);
 const appliedSchema = {
   id: idSchema,
@@ -88,7 +89,8 @@ function pushBody(request: PushRequest): string {
   });
 }
 
-function formatIssuePath(path: readonly PropertyKey[]): string {
+/** A zod issue's path for a message: `changes[3].version`, or `(root)`. */
+export function formatIssuePath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) out += typeof part === 'number' ? `[${part}]` : `.${String(part)}`;
   return out === '' ? '(root)' : out.replace(/^\./, '');

@@ -1,6 +1,7 @@
-import type { Clock } from '../contracts/clock.js';
+import type { Clock, RandomSource } from '../contracts/clock.js';
 import type { JsonValue, Scope, Version } from '../contracts/records.js';
 import { NotFoundError } from '../errors.js';
+import { uuidV4 } from '../queue/ids.js';
 import { utf8Length } from '../queue/json-safety.js';
 import { scopeKey } from '../queue/scope.js';
 import type { Executor, GuardedStorage } from '../storage/guarded-storage.js';
@@ -49,10 +50,12 @@ function toConflict(row: ConflictRow): Conflict {
 export class ConflictStore {
   readonly #storage: GuardedStorage;
   readonly #clock: Clock;
+  readonly #random: RandomSource;
 
-  constructor(storage: GuardedStorage, clock: Clock) {
+  constructor(storage: GuardedStorage, clock: Clock, random: RandomSource) {
     this.#storage = storage;
     this.#clock = clock;
+    this.#random = random;
   }
 
   /** Conflicts waiting for the user, oldest first. */
@@ -81,7 +84,9 @@ export class ConflictStore {
   /**
    * Apply the app's resolution: keep local (resend against the server's version), keep server
    * (drop the local change), or merged (resend this payload against the server's version). The
-   * conflict's notice is marked seen: the user has dealt with it.
+   * conflict's notice is marked seen: the user has dealt with it. A resent change gets a new
+   * idempotency key: the conflict was a definitive "not applied" for the old one, whose stored
+   * answer the server would otherwise replay.
    *
    * @throws NotFoundError `CONFLICT_NOT_FOUND` when the mutation is no longer in conflict.
    */
@@ -99,16 +104,24 @@ export class ConflictStore {
         how = 'merged';
         const data = mergedData === null ? null : JSON.stringify(mergedData);
         ({ changes } = await tx.run(
-          `UPDATE sync_mutations SET state = 'pending', data = ?, bytes = ?, base_version = ?, next_attempt_at = ?,
+          `UPDATE sync_mutations SET state = 'pending', key = ?, data = ?, bytes = ?, base_version = ?, next_attempt_at = ?,
              last_error = NULL, updated_at = ? WHERE id = ? AND state = 'conflict'`,
-          [data, data === null ? 0 : utf8Length(data), serverVersion, now, now, conflict.mutationId],
+          [
+            uuidV4(this.#random),
+            data,
+            data === null ? 0 : utf8Length(data),
+            serverVersion,
+            now,
+            now,
+            conflict.mutationId,
+          ],
         ));
       } else if (resolution.keep === 'local') {
         how = 'local';
         ({ changes } = await tx.run(
-          `UPDATE sync_mutations SET state = 'pending', base_version = ?, next_attempt_at = ?, last_error = NULL,
+          `UPDATE sync_mutations SET state = 'pending', key = ?, base_version = ?, next_attempt_at = ?, last_error = NULL,
              updated_at = ? WHERE id = ? AND state = 'conflict'`,
-          [serverVersion, now, now, conflict.mutationId],
+          [uuidV4(this.#random), serverVersion, now, now, conflict.mutationId],
         ));
       } else {
         how = 'server';

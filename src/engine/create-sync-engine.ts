@@ -351,7 +351,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       this.#random,
       positiveInteger('runHistoryLimit', options.runHistoryLimit, 200, 100_000),
     );
-    this.#conflicts = new ConflictStore(this.#storage, this.#clock);
+    this.#conflicts = new ConflictStore(this.#storage, this.#clock, this.#random);
     this.queue = this.#createQueueApi();
     this.status = this.#createStatusApi();
   }

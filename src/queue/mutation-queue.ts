@@ -196,8 +196,9 @@ export class MutationQueue {
     return prepared.entity.coalesce && (prepared.op === 'update' || prepared.op === 'delete');
   }
 
-  async insert(executor: Executor, scope: Scope, prepared: PreparedMutation): Promise<EnqueuedMutation> {
+  async insert(executor: Executor, scope: Scope, input: PreparedMutation): Promise<EnqueuedMutation> {
     const key = scopeKey(scope);
+    const prepared = await this.#translateIds(executor, key, input);
     if (MutationQueue.needsTransaction(prepared)) {
       const [tail] = await executor.all<MutationRow>(TAIL_SQL, [
         key,
@@ -247,6 +248,49 @@ export class MutationQueue {
       createdAt: now,
       updatedAt: now,
       coalesced: 'none',
+    };
+  }
+
+  /**
+   * Records created offline that the server has since given its own id are queued under that id,
+   * and payload references to them (the entity type's `references`) are rewritten: the app may
+   * still hold the client id in its UI when it enqueues the next edit.
+   */
+  async #translateIds(
+    executor: Executor,
+    scope: string,
+    prepared: PreparedMutation,
+  ): Promise<PreparedMutation> {
+    const lookup = async (entity: string, clientId: string): Promise<string | undefined> => {
+      const [row] = await executor.all<{ server_id: string }>(
+        'SELECT server_id FROM sync_id_map WHERE scope = ? AND entity = ? AND client_id = ?',
+        [scope, entity, clientId],
+      );
+      return row?.server_id;
+    };
+    const entityId = (await lookup(prepared.entity.name, prepared.entityId)) ?? prepared.entityId;
+    let data = prepared.data;
+    if (
+      prepared.entity.references.size > 0 &&
+      typeof data === 'object' &&
+      data !== null &&
+      !Array.isArray(data)
+    ) {
+      for (const [field, target] of prepared.entity.references) {
+        const value = data[field];
+        if (typeof value !== 'string') continue;
+        const serverId = await lookup(target, value);
+        if (serverId !== undefined) data = { ...data, [field]: serverId };
+      }
+    }
+    if (entityId === prepared.entityId && data === prepared.data) return prepared;
+    const dataJson = data === prepared.data ? prepared.dataJson : JSON.stringify(data);
+    return {
+      ...prepared,
+      entityId,
+      data,
+      dataJson,
+      bytes: dataJson === null ? 0 : utf8Length(dataJson),
     };
   }
 
@@ -380,10 +424,14 @@ export class MutationQueue {
           case 'rebase': {
             const dataJson = outcome.data === null ? null : JSON.stringify(outcome.data);
             ({ changes } = await tx.run(
-              `UPDATE sync_mutations SET state = 'pending', data = ?, bytes = ?, base_version = ?, attempts = attempts + 1,
-                 next_attempt_at = ?, last_error = ?, claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+              // A new idempotency key: the conflict was a definitive "not applied" for the old one, and
+              // the server replays its stored answer to the old key whatever the new content.
+              `UPDATE sync_mutations SET state = 'pending', key = ?, data = ?, bytes = ?, base_version = ?,
+                 attempts = attempts + 1, next_attempt_at = ?, last_error = ?, claim_token = NULL, claim_expires_at = NULL,
+                 updated_at = ?
                WHERE id = ? AND claim_token = ?`,
               [
+                uuidV4(this.#random),
                 dataJson,
                 dataJson === null ? 0 : utf8Length(dataJson),
                 outcome.baseVersion === null ? null : JSON.stringify(outcome.baseVersion),
@@ -575,10 +623,16 @@ export class MutationQueue {
             scopeParams,
           );
       for (const row of rows) {
+        // A rejected mutation was definitively not applied, and the server replays its stored
+        // rejection to the same key: retrying it needs a new key. One that ran out of attempts may
+        // have been applied (its last answer was lost): it keeps its key, so a resend is deduplicated.
         await tx.run(
-          `UPDATE sync_mutations SET attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,
+          `UPDATE sync_mutations SET
+             key = CASE WHEN state = 'failed' AND COALESCE(json_extract(last_error, '$.code'), '') != 'exhausted'
+               THEN ? ELSE key END,
+             attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END,
              state = 'pending', next_attempt_at = ?, updated_at = ? WHERE seq = ?`,
-          [now, now, row.seq],
+          [uuidV4(this.#random), now, now, row.seq],
         );
       }
       return rows.map((row) => row.id);

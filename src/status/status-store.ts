@@ -19,6 +19,7 @@ export interface RunRecord {
   readonly conflicted: number;
   readonly released: number;
   readonly recovered: number;
+  readonly resolved: number;
   readonly pulled: number;
   readonly batches: number;
   readonly error: { readonly code: string; readonly message: string } | null;
@@ -47,6 +48,7 @@ interface RunRow {
   conflicted: number;
   released: number;
   recovered: number;
+  resolved: number;
   pulled: number;
   batches: number;
   error: string | null;
@@ -194,7 +196,7 @@ export class StatusStore {
   async recordRun(tx: Executor, scope: Scope, run: Omit<RunRecord, 'scope'>): Promise<void> {
     await tx.run(
       `INSERT INTO sync_runs (id, scope, trigger, outcome, started_at, finished_at, pushed, retried, failed, conflicted,
-         released, recovered, pulled, batches, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         released, recovered, resolved, pulled, batches, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [
         run.runId,
         scopeKey(scope),
@@ -208,6 +210,7 @@ export class StatusStore {
         run.conflicted,
         run.released,
         run.recovered,
+        run.resolved,
         run.pulled,
         run.batches,
         run.error === null ? null : JSON.stringify(run.error),
@@ -271,6 +274,7 @@ export class StatusStore {
       conflicted: row.conflicted,
       released: row.released,
       recovered: row.recovered,
+      resolved: row.resolved,
       pulled: row.pulled,
       batches: row.batches,
       error: row.error === null ? null : (JSON.parse(row.error) as RunRecord['error']),

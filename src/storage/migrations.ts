@@ -117,6 +117,7 @@ export const MIGRATIONS: readonly Migration[] = [
         conflicted INTEGER NOT NULL,
         released INTEGER NOT NULL,
         recovered INTEGER NOT NULL,
+        resolved INTEGER NOT NULL,
         pulled INTEGER NOT NULL,
         batches INTEGER NOT NULL,
         error TEXT

@@ -6,6 +6,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import {
   ConfigError,
+  type NetworkAdapter,
   type OutgoingMutation,
   type PushItemResult,
   type PushRequest,
@@ -21,6 +22,7 @@ import {
 } from 'sync-core/fetch';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type ReferenceServer, startServer as startReferenceServer } from '../../examples/server/index.js';
 
 const TOKEN = 'tok-secret-7f3a9c1e';
 const SCOPE: Scope = { userId: 'u1', orgId: 'o1' };
@@ -135,8 +137,15 @@ function pushRequest(
   return { entity, scope: SCOPE, clientId: 'device-1', mutations, signal };
 }
 
+// The port's pull types, derived from `NetworkAdapter` (the package index does not export them yet).
+type PullFunction = NonNullable<NetworkAdapter['pull']>;
+type PullRequest = Parameters<PullFunction>[0];
+type PullResponse = Awaited<ReturnType<PullFunction>>;
+type PullPage = Extract<PullResponse, { type: 'page' }>;
+
 interface Harness {
   readonly push: (request: PushRequest) => Promise<PushResponse>;
+  readonly pull: (request: PullRequest) => Promise<PullResponse>;
   readonly scopes: Scope[];
   readonly network: ReturnType<typeof createFetchNetwork>;
 }
@@ -166,6 +175,15 @@ function harness(options: Partial<FetchNetworkOptions> & { baseUrl: string }): H
     push: async (request) => {
       const response = await network.push(request);
       for (const message of messagesOf(response)) expect(message).not.toContain(TOKEN);
+      return response;
+    },
+    pull: async (request) => {
+      if (network.pull === undefined) throw new Error('the adapter has no pull');
+      const response = await network.pull(request);
+      if (response.type === 'failure') {
+        expect(response.failure.message).not.toContain(TOKEN);
+        expect(response.failure.code).not.toContain(TOKEN);
+      }
       return response;
     },
   };
@@ -992,5 +1010,613 @@ describe('fetch adapter: REST-resource mode', () => {
     expect(results.map((r) => r.status)).toEqual(Array(7).fill('applied'));
     expect(peak).toBeLessThanOrEqual(2);
     expect(server.requests).toHaveLength(7);
+  });
+});
+
+describe('fetch adapter: pull', () => {
+  const ORG_A: Scope = { userId: 'u1', orgId: 'A' };
+  const ORG_B: Scope = { userId: 'u2', orgId: 'B' };
+
+  function pullRequest(overrides: Partial<PullRequest> = {}): PullRequest {
+    return {
+      entity: 'activity',
+      scope: SCOPE,
+      clientId: 'device-1',
+      cursor: null,
+      limit: 500,
+      signal: new AbortController().signal,
+      ...overrides,
+    };
+  }
+
+  function pageOf(response: PullResponse): PullPage {
+    if (response.type !== 'page') throw new Error(`expected a page, got ${JSON.stringify(response)}`);
+    return response;
+  }
+
+  function pullFailureOf(response: PullResponse): TransportFailure {
+    if (response.type !== 'failure') throw new Error(`expected a failure, got ${JSON.stringify(response)}`);
+    return response.failure;
+  }
+
+  const page = (body: unknown) => (_req: IncomingMessage, res: ServerResponse) => json(res, 200, body);
+  const EMPTY = { changes: [], cursor: 'c0', hasMore: false };
+
+  describe('against the reference server', () => {
+    let reference: ReferenceServer | undefined;
+    afterEach(async () => {
+      await reference?.close();
+      reference = undefined;
+    });
+
+    /** The reference server, and a harness with a token per org (an unknown one for other orgs). */
+    async function start(
+      extra: Partial<FetchNetworkOptions> = {},
+    ): Promise<{ server: ReferenceServer; h: Harness; urls: string[]; scopes: Scope[] }> {
+      const server = await startReferenceServer({ onError: () => undefined });
+      reference = server;
+      const tokens = new Map([
+        ['A', server.issueToken(ORG_A).token],
+        ['B', server.issueToken(ORG_B).token],
+      ]);
+      const urls: string[] = [];
+      const scopes: Scope[] = [];
+      const h = harness({
+        baseUrl: server.url,
+        credentials: (scope) => {
+          scopes.push(scope);
+          return { token: tokens.get(scope.orgId ?? '') ?? 'unknown-token-123' };
+        },
+        fetch: (url, init) => {
+          urls.push(url);
+          return fetch(url, init);
+        },
+        ...extra,
+      });
+      return { server, h, urls, scopes };
+    }
+
+    it('pages with cursor and hasMore, reports deletes, and keeps each org to its own partition', async () => {
+      const { server, h, urls, scopes } = await start();
+      server.put(ORG_A, 'activity', 'a1', { title: 'one' });
+      server.put(ORG_A, 'activity', 'a2', { title: 'two' });
+      server.put(ORG_A, 'comment', 'c1', { text: 'another entity type' });
+      server.put(ORG_B, 'activity', 'b1', { title: 'org B only' });
+      server.put(ORG_A, 'activity', 'a1', { title: 'one, edited' });
+      server.remove(ORG_A, 'activity', 'a2');
+
+      const first = pageOf(await h.pull(pullRequest({ scope: ORG_A, limit: 2 })));
+      expect(first.changes).toEqual([
+        { entityId: 'a1', op: 'upsert', version: 1, data: { title: 'one' } },
+        { entityId: 'a2', op: 'upsert', version: 1, data: { title: 'two' } },
+      ]);
+      expect(first.hasMore).toBe(true);
+
+      const second = pageOf(await h.pull(pullRequest({ scope: ORG_A, limit: 2, cursor: first.cursor })));
+      expect(second.changes).toEqual([
+        { entityId: 'a1', op: 'upsert', version: 2, data: { title: 'one, edited' } },
+        { entityId: 'a2', op: 'delete', version: 2 },
+      ]);
+      expect(second.hasMore).toBe(false);
+      expect(second.cursor).not.toBe(first.cursor);
+
+      // Nothing new: an empty page whose cursor stays where it was.
+      const third = pageOf(await h.pull(pullRequest({ scope: ORG_A, limit: 2, cursor: second.cursor })));
+      expect(third).toEqual({ type: 'page', changes: [], cursor: second.cursor, hasMore: false });
+
+      // A later write shows up after the stored cursor.
+      server.put(ORG_A, 'activity', 'a3', { title: 'three' });
+      const fourth = pageOf(await h.pull(pullRequest({ scope: ORG_A, cursor: second.cursor })));
+      expect(fourth.changes).toEqual([
+        { entityId: 'a3', op: 'upsert', version: 1, data: { title: 'three' } },
+      ]);
+
+      // Org B sees its own change only, with org B's token.
+      const other = pageOf(await h.pull(pullRequest({ scope: ORG_B })));
+      expect(other.changes).toEqual([
+        { entityId: 'b1', op: 'upsert', version: 1, data: { title: 'org B only' } },
+      ]);
+      expect(other.hasMore).toBe(false);
+
+      expect(urls[0]).toBe(`${server.url}/sync/pull?entity=activity&limit=2`);
+      expect(urls[1]).toBe(
+        `${server.url}/sync/pull?entity=activity&limit=2&cursor=${encodeURIComponent(first.cursor)}`,
+      );
+      expect(scopes).toEqual([ORG_A, ORG_A, ORG_A, ORG_A, ORG_B]);
+      expect(server.stats().pullRequests).toBe(5);
+    });
+
+    it('maps its refusals: malformed cursor, unknown and expired tokens, missing endpoint', async () => {
+      const { server, h } = await start();
+      const badCursor = pullFailureOf(await h.pull(pullRequest({ scope: ORG_A, cursor: 'not a cursor!' })));
+      expect(badCursor).toEqual({
+        class: 'rejected',
+        code: 'http-400',
+        message: 'the server rejected the request (400): cursor: not a cursor this server issued',
+        status: 400,
+      });
+      expect(pullFailureOf(await h.pull(pullRequest({ scope: { userId: 'u9', orgId: 'Z' } })))).toMatchObject(
+        { class: 'auth', code: 'http-401', status: 401 },
+      );
+
+      const missing = harness({
+        baseUrl: `${server.url}/v9`,
+        credentials: () => ({ token: server.issueToken(ORG_A).token }),
+      });
+      expect(pullFailureOf(await missing.pull(pullRequest({ scope: ORG_A })))).toMatchObject({
+        class: 'retryable',
+        code: 'endpoint-not-found',
+        status: 404,
+      });
+
+      server.expireTokens();
+      expect(pullFailureOf(await h.pull(pullRequest({ scope: ORG_A })))).toMatchObject({
+        class: 'auth',
+        code: 'http-401',
+      });
+    });
+
+    it('maps its injected faults: 503 and 429 with Retry-After, captive portal, redirect, malformed bodies', async () => {
+      const { server, h } = await start();
+      server.put(ORG_A, 'activity', 'a1', { title: 'one' });
+      const pull = () => h.pull(pullRequest({ scope: ORG_A }));
+
+      server.faults.failNext(1, { status: 503, retryAfter: '7' });
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'http-503',
+        status: 503,
+        retryAfterMs: 7000,
+      });
+      server.faults.failNext(1, { status: 429, retryAfter: '3' });
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'http-429',
+        retryAfterMs: 3000,
+      });
+      server.faults.failNext(1, {
+        status: 200,
+        body: '<html>log in to the Wi-Fi</html>',
+        contentType: 'text/html',
+      });
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'bad-response',
+        status: 200,
+      });
+      server.faults.redirectNext(1, `${server.url}/elsewhere`, 302);
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'bad-response',
+        status: 302,
+      });
+      server.faults.malformNext(1, 'wrong-schema');
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'bad-response',
+        status: 200,
+      });
+      server.faults.malformNext(1, 'truncated-json');
+      expect(pullFailureOf(await pull())).toMatchObject({
+        class: 'retryable',
+        code: 'bad-response',
+        status: 200,
+      });
+      server.faults.malformNext(1, 'reset-mid-body');
+      expect(pullFailureOf(await pull()).class).toBe('ambiguous');
+
+      // After all that, the page is still there.
+      expect(pageOf(await pull()).changes).toEqual([
+        { entityId: 'a1', op: 'upsert', version: 1, data: { title: 'one' } },
+      ]);
+    });
+
+    it('resends a dropped GET at once; a hang is a timeout; a server gone away is offline', async () => {
+      const { server, h } = await start({ timeoutMs: 300 });
+      server.put(ORG_A, 'activity', 'a1', { title: 'one' });
+      const pull = () => h.pull(pullRequest({ scope: ORG_A }));
+
+      server.faults.dropNext(1);
+      expect(pageOf(await pull()).changes).toHaveLength(1);
+      expect(server.stats().pullRequests).toBe(2);
+
+      server.faults.hangNext(1);
+      expect(pullFailureOf(await pull())).toMatchObject({ class: 'ambiguous', code: 'timeout' });
+
+      await server.goOffline();
+      expect(pullFailureOf(await pull())).toMatchObject({ class: 'offline', code: 'econnrefused' });
+      await server.goOnline();
+      expect(pageOf(await pull()).changes).toHaveLength(1);
+    });
+  });
+
+  it('sends GET /sync/pull with entity, limit and an encoded cursor, Accept, and fresh credentials per page', async () => {
+    const server = await startServer(page({ changes: [], cursor: 'next', hasMore: false }));
+    const h = harness({ baseUrl: `${server.url}/api/`, headers: { 'X-App-Version': '1.2.3' } });
+    await h.pull(pullRequest({ entity: 'time entry/v2', limit: 50 }));
+    await h.pull(pullRequest({ entity: 'time entry/v2', limit: 50, cursor: 'a+b/c=&d é' }));
+
+    const [first, second] = server.requests;
+    expect(first?.method).toBe('GET');
+    expect(first?.url).toBe('/api/sync/pull?entity=time%20entry%2Fv2&limit=50');
+    expect(second?.url).toBe(
+      '/api/sync/pull?entity=time%20entry%2Fv2&limit=50&cursor=a%2Bb%2Fc%3D%26d%20%C3%A9',
+    );
+    expect(new URL(second!.url, server.url).searchParams.get('cursor')).toBe('a+b/c=&d é');
+    expect(first?.headers['accept']).toBe('application/json');
+    expect(first?.headers['authorization']).toBe(`Bearer ${TOKEN}`);
+    expect(first?.headers['x-app-version']).toBe('1.2.3');
+    expect(first?.headers['content-type']).toBeUndefined();
+    expect(first?.body).toBe('');
+    expect(h.scopes).toEqual([SCOPE, SCOPE]);
+  });
+
+  it('returns a valid page: any JSON data, string versions, unknown fields dropped', async () => {
+    const server = await startServer(
+      page({
+        changes: [
+          { entityId: 'a1', op: 'upsert', version: 3, data: { title: 'x', tags: ['a'] }, extra: 1 },
+          { entityId: 'a2', op: 'upsert', version: 'v7-abc', data: [1, 2] },
+          { entityId: 'a3', op: 'delete', version: 5, data: { ignored: true } },
+        ],
+        cursor: 'MTQ',
+        hasMore: true,
+        serverTime: '2026-11-25T10:00:00Z',
+      }),
+    );
+    const response = await harness({ baseUrl: server.url }).pull(pullRequest({ cursor: 'MTI', limit: 3 }));
+    expect(response).toEqual({
+      type: 'page',
+      changes: [
+        { entityId: 'a1', op: 'upsert', version: 3, data: { title: 'x', tags: ['a'] } },
+        { entityId: 'a2', op: 'upsert', version: 'v7-abc', data: [1, 2] },
+        { entityId: 'a3', op: 'delete', version: 5 },
+      ],
+      cursor: 'MTQ',
+      hasMore: true,
+    });
+  });
+
+  it.each([
+    ['no changes array', { cursor: 'c', hasMore: false }],
+    ['no cursor', { changes: [], hasMore: false }],
+    ['no hasMore', { changes: [], cursor: 'c' }],
+    ['a top-level array', []],
+    [
+      'an unknown op',
+      { changes: [{ entityId: 'a1', op: 'patch', version: 1, data: {} }], cursor: 'c', hasMore: false },
+    ],
+    [
+      'an upsert without data',
+      { changes: [{ entityId: 'a1', op: 'upsert', version: 1 }], cursor: 'c', hasMore: false },
+    ],
+    [
+      'an empty entityId',
+      { changes: [{ entityId: '', op: 'delete', version: 1 }], cursor: 'c', hasMore: false },
+    ],
+    [
+      'a negative version',
+      { changes: [{ entityId: 'a1', op: 'delete', version: -1 }], cursor: 'c', hasMore: false },
+    ],
+    ['a missing version', { changes: [{ entityId: 'a1', op: 'delete' }], cursor: 'c', hasMore: false }],
+    ['hasMore as a string', { changes: [], cursor: 'c', hasMore: 'false' }],
+  ])('a 200 with %s is a retryable bad-response', async (_name, body) => {
+    const server = await startServer(page(body));
+    const failure = pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()));
+    expect(failure).toMatchObject({ class: 'retryable', code: 'bad-response', status: 200 });
+    expect(failure.message).toMatch(/does not match protocol v1/);
+  });
+
+  it('more changes than the limit is a bad-response', async () => {
+    const change = (id: string) => ({ entityId: id, op: 'delete', version: 1 });
+    const server = await startServer(
+      page({ changes: [change('a'), change('b'), change('c')], cursor: 'c', hasMore: true }),
+    );
+    const h = harness({ baseUrl: server.url });
+    const failure = pullFailureOf(await h.pull(pullRequest({ limit: 2 })));
+    expect(failure).toMatchObject({ class: 'retryable', code: 'bad-response', status: 200 });
+    expect(failure.message).toMatch(/more than the limit of 2/);
+    expect(pageOf(await h.pull(pullRequest({ limit: 3 }))).changes).toHaveLength(3);
+  });
+
+  it('hasMore with the cursor sent back unchanged is a bad-response (it would loop forever)', async () => {
+    const server = await startServer(page({ changes: [], cursor: 'same', hasMore: true }));
+    const h = harness({ baseUrl: server.url });
+    expect(pullFailureOf(await h.pull(pullRequest({ cursor: 'same' })))).toMatchObject({
+      class: 'retryable',
+      code: 'bad-response',
+    });
+    // The same answer to a different cursor moves on: fine.
+    expect(pageOf(await h.pull(pullRequest({ cursor: 'before' }))).cursor).toBe('same');
+  });
+
+  it("a captive portal's 200 text/html and a 200 without JSON are bad-responses", async () => {
+    const server = await startServer((_req, res, _body, index) => {
+      if (index === 0) {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(`<html>${JSON.stringify(EMPTY)} Please log in</html>`);
+      } else if (index === 1) {
+        res.writeHead(204);
+        res.end();
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"changes":[{"entityId":"a1","op":"ups');
+      }
+    });
+    const h = harness({ baseUrl: server.url });
+    const portal = pullFailureOf(await h.pull(pullRequest()));
+    expect(portal).toMatchObject({ class: 'retryable', code: 'bad-response', status: 200 });
+    expect(portal.message).toMatch(/text\/html/);
+    expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({ code: 'bad-response', status: 204 });
+    expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({
+      class: 'retryable',
+      code: 'bad-response',
+      message: 'the response is not valid JSON (truncated?)',
+    });
+  });
+
+  it('a body cut off mid-response is ambiguous', async () => {
+    const server = await startServer((_req, res) => {
+      const full = Buffer.from(JSON.stringify(EMPTY));
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(full.length) });
+      res.write(full.subarray(0, 10), () => res.destroy());
+    });
+    expect(pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest())).class).toBe('ambiguous');
+  });
+
+  it.each([301, 302, 303, 307, 308])(
+    'a %i is a bad-response and the Location receives nothing',
+    async (status) => {
+      const target = await startServer(page(EMPTY));
+      const server = await startServer((_req, res) => {
+        res.writeHead(status, { location: `${target.url}/sync/pull?entity=activity` });
+        res.end();
+      });
+      const failure = pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()));
+      expect(failure).toMatchObject({ class: 'retryable', code: 'bad-response', status });
+      expect(target.connections).toBe(0);
+    },
+  );
+
+  it.each([404, 410])('a %i from /sync/pull is a retryable endpoint-not-found', async (status) => {
+    const server = await startServer((_req, res) =>
+      json(res, status, { error: { code: 'not-found' } }, { 'retry-after': '60' }),
+    );
+    expect(pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()))).toMatchObject({
+      class: 'retryable',
+      code: 'endpoint-not-found',
+      status,
+      retryAfterMs: 60_000,
+    });
+  });
+
+  it('401 is auth', async () => {
+    const server = await startServer((_req, res) => json(res, 401, { error: { code: 'expired' } }));
+    expect(pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()))).toMatchObject({
+      class: 'auth',
+      code: 'http-401',
+      status: 401,
+    });
+  });
+
+  it.each([
+    [
+      400,
+      { error: { code: 'invalid-request', message: 'cursor: not a cursor this server issued' } },
+      ': cursor: not a cursor this server issued',
+    ],
+    [403, { title: 'Forbidden', detail: 'not a member of this org' }, ': not a member of this org'],
+    [409, { version: 3, data: {} }, ''],
+    [412, {}, ''],
+    [422, { message: 'unknown entity type' }, ': unknown entity type'],
+  ])("a %i is rejected with the server's reason (never a conflict)", async (status, body, reason) => {
+    const server = await startServer((_req, res) => json(res, status, body));
+    expect(pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()))).toEqual({
+      class: 'rejected',
+      code: `http-${status}`,
+      message: `the server rejected the request (${status})${reason}`,
+      status,
+    });
+  });
+
+  it.each([408, 425, 429, 500, 502, 503, 504])('a %i is retryable with Retry-After', async (status) => {
+    const server = await startServer((_req, res) => json(res, status, {}, { 'retry-after': '30' }));
+    expect(pullFailureOf(await harness({ baseUrl: server.url }).pull(pullRequest()))).toMatchObject({
+      class: 'retryable',
+      code: `http-${status}`,
+      status,
+      retryAfterMs: 30_000,
+    });
+  });
+
+  it('a credential the server echoes back never appears in the failure message', async () => {
+    const server = await startServer((req, res) =>
+      json(res, 400, {
+        error: { code: 'bad', message: `header ${String(req.headers['authorization'])} refused` },
+      }),
+    );
+    const network = createFetchNetwork({ baseUrl: server.url, credentials: async () => ({ token: TOKEN }) });
+    const failure = pullFailureOf(await network.pull!(pullRequest()));
+    expect(failure.message).toBe('the server rejected the request (400): header [redacted] refused');
+  });
+
+  it('a credentials provider that throws is auth credentials-unavailable, and nothing is sent', async () => {
+    const server = await startServer(page(EMPTY));
+    const h = harness({
+      baseUrl: server.url,
+      credentials: () => {
+        throw new Error(`no token (had ${TOKEN})`);
+      },
+    });
+    expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({
+      class: 'auth',
+      code: 'credentials-unavailable',
+    });
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('a refused connection is offline after the immediate resends', async () => {
+    const port = await closedPort();
+    let calls = 0;
+    const h = harness({
+      baseUrl: `http://127.0.0.1:${port}`,
+      fetch: (url, init) => {
+        calls++;
+        return fetch(url, init);
+      },
+    });
+    expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({
+      class: 'offline',
+      code: 'econnrefused',
+    });
+    expect(calls).toBe(3);
+  });
+
+  it('a connection dropped before any response is resent at once, then the page is returned', async () => {
+    const server = await startServer((req, res, _body, index) => {
+      if (index === 0) req.socket.destroy();
+      else json(res, 200, EMPTY);
+    });
+    const h = harness({ baseUrl: server.url });
+    expect(pageOf(await h.pull(pullRequest()))).toEqual({
+      type: 'page',
+      changes: [],
+      cursor: 'c0',
+      hasMore: false,
+    });
+    expect(server.requests).toHaveLength(2);
+    expect(h.scopes).toHaveLength(1);
+  });
+
+  it('no answer within timeoutMs is ambiguous timeout', async () => {
+    const server = await startServer(() => {
+      // Never answers.
+    });
+    const h = harness({ baseUrl: server.url, timeoutMs: 200 });
+    expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({ class: 'ambiguous', code: 'timeout' });
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('aborting the signal answers aborted, also before anything was sent', async () => {
+    let arrived: () => void = () => undefined;
+    const requestArrived = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const server = await startServer(() => arrived());
+    const h = harness({ baseUrl: server.url });
+    const controller = new AbortController();
+    const pending = h.pull(pullRequest({ signal: controller.signal }));
+    await requestArrived;
+    controller.abort();
+    expect(pullFailureOf(await pending)).toEqual({
+      class: 'aborted',
+      code: 'aborted',
+      message: 'the request was aborted',
+    });
+
+    expect(pullFailureOf(await h.pull(pullRequest({ signal: AbortSignal.abort() })))).toMatchObject({
+      class: 'aborted',
+    });
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('an invalid limit is rejected without sending anything', async () => {
+    const server = await startServer(page(EMPTY));
+    const h = harness({ baseUrl: server.url });
+    for (const limit of [0, -1, 1.5, Number.NaN]) {
+      expect(pullFailureOf(await h.pull(pullRequest({ limit })))).toMatchObject({
+        class: 'rejected',
+        code: 'invalid-limit',
+      });
+    }
+    expect(server.requests).toHaveLength(0);
+  });
+
+  describe('REST-resource mode', () => {
+    const restHarness = (baseUrl: string) =>
+      harness({
+        baseUrl,
+        mode: 'rest',
+        rest: {
+          activity: { path: '/activities', pull: {} },
+          comment: { path: '/comments', pull: { path: '/feeds/comments' } },
+          tag: { path: '/tags' },
+        },
+      });
+
+    it('GETs {path}/changes or pull.path with limit, cursor and X-Client-Id, answered like protocol v1', async () => {
+      const server = await startServer(
+        page({
+          changes: [{ entityId: 'a1', op: 'upsert', version: 2, data: { title: 'x' } }],
+          cursor: 'n1',
+          hasMore: false,
+        }),
+      );
+      const h = restHarness(`${server.url}/v2`);
+      const activity = pageOf(await h.pull(pullRequest({ limit: 10 })));
+      expect(activity).toEqual({
+        type: 'page',
+        changes: [{ entityId: 'a1', op: 'upsert', version: 2, data: { title: 'x' } }],
+        cursor: 'n1',
+        hasMore: false,
+      });
+      await h.pull(pullRequest({ entity: 'comment', limit: 10, cursor: 'n/1' }));
+
+      const [first, second] = server.requests;
+      expect(first?.method).toBe('GET');
+      expect(first?.url).toBe('/v2/activities/changes?limit=10');
+      expect(first?.headers['x-client-id']).toBe('device-1');
+      expect(first?.headers['accept']).toBe('application/json');
+      expect(first?.headers['authorization']).toBe(`Bearer ${TOKEN}`);
+      expect(second?.url).toBe('/v2/feeds/comments?limit=10&cursor=n%2F1');
+    });
+
+    it('an entity type without pull, or without a route, is rejected no-pull-route and sends nothing', async () => {
+      const server = await startServer(page(EMPTY));
+      const h = restHarness(server.url);
+      expect(pullFailureOf(await h.pull(pullRequest({ entity: 'tag' })))).toMatchObject({
+        class: 'rejected',
+        code: 'no-pull-route',
+      });
+      expect(pullFailureOf(await h.pull(pullRequest({ entity: 'unknown' })))).toMatchObject({
+        class: 'rejected',
+        code: 'no-pull-route',
+      });
+      expect(server.requests).toHaveLength(0);
+    });
+
+    it('maps statuses as protocol mode: 404 endpoint-not-found, bad body bad-response', async () => {
+      const server = await startServer((_req, res, _body, index) => {
+        if (index === 0) json(res, 404, {});
+        else json(res, 200, { items: [] });
+      });
+      const h = restHarness(server.url);
+      expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({
+        class: 'retryable',
+        code: 'endpoint-not-found',
+      });
+      expect(pullFailureOf(await h.pull(pullRequest()))).toMatchObject({
+        class: 'retryable',
+        code: 'bad-response',
+      });
+    });
+
+    it('validates the pull option', () => {
+      const make = (pull: unknown) => () =>
+        createFetchNetwork({
+          baseUrl: 'https://api.example.com',
+          credentials: async () => ({ token: TOKEN }),
+          mode: 'rest',
+          rest: { a: { path: '/a', pull: pull as { path?: string } } },
+        });
+      expect(make('yes')).toThrow(/rest\["a"\]\.pull: expected an object/);
+      expect(make({ path: 'changes' })).toThrow(
+        /rest\["a"\]\.pull\.path: expected a path starting with '\/'/,
+      );
+      expect(make({ path: '/a/changes?since=0' })).toThrow(/without query or fragment/);
+      expect(make({ path: 7 })).toThrow(ConfigError);
+      expect(make({})).not.toThrow();
+      expect(make({ path: '/a/feed' })).not.toThrow();
+    });
   });
 });
