@@ -8,8 +8,8 @@ import type { RunContext, StopReason } from './sync-run.js';
 /** How the run lets a pull loop know whether to go on. */
 export interface PullControl {
   readonly signal: AbortSignal;
-  /** Whether another page fits: not stopping, scope still active, deadline not near. */
-  fits(): boolean;
+  /** Why no further page may be fetched (stopping, scope signed out, deadline near), or `undefined`. */
+  stopReason(): StopReason | undefined;
   /** Renew the lease. @returns `false` when it was lost. */
   renew(): Promise<boolean>;
   /** Count a page applied. */
@@ -25,7 +25,7 @@ const SLOW_DOWN = new Set([429, 503]);
  * the last committed cursor.
  *
  * @returns why pulling must stop (and the run with it), or `undefined` when this entity type is
- * done or did not fit.
+ * done.
  */
 export async function pullEntity(
   ctx: RunContext,
@@ -37,7 +37,8 @@ export async function pullEntity(
   const scope = scopeKey(ctx.scope);
   let refreshed = false;
   for (;;) {
-    if (!control.fits()) return undefined;
+    const why = control.stopReason();
+    if (why !== undefined) return why;
     if (!(await control.renew())) return 'lease-lost';
     const [row] = await ctx.storage.all<{ cursor: string }>(
       'SELECT cursor FROM sync_cursors WHERE scope = ? AND entity = ?',

@@ -684,10 +684,13 @@ export class SyncRun {
       if (entity.pull === undefined) continue;
       const stop = await pullEntity(ctx, entity, {
         signal: this.#controller.signal,
-        fits: () =>
-          this.#stop === undefined &&
-          ctx.isScopeActive() &&
-          (this.#deadline === undefined || ctx.clock.now() + this.#estimate() <= this.#deadline),
+        stopReason: () => {
+          if (this.#stop !== undefined) return this.#stop;
+          if (!ctx.isScopeActive()) return 'aborted';
+          if (this.#deadline !== undefined && ctx.clock.now() + this.#estimate() > this.#deadline)
+            return 'deadline';
+          return undefined;
+        },
         renew: () => this.#renew(),
         onPage: (changes, durationMs) => {
           this.#counts.batches++;
