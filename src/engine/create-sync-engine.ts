@@ -220,7 +220,11 @@ export interface SyncEngine
   enqueueMany(inputs: readonly MutationInput[]): Promise<EnqueuedMutation[]>;
   /**
    * Run the app's own writes and its enqueues in one immediate transaction: both commit or neither
-   * (DESIGN.md section 2). Rejects with whatever `fn` threw, after rolling back.
+   * (DESIGN.md section 2). Rejects with whatever `fn` threw, after rolling back. Calls on `tx` run
+   * one at a time in call order, even when started together.
+   *
+   * Inside `fn`, use `tx` only: an engine method (`engine.enqueue`, `engine.queue.*`, `runOnce`)
+   * waits for this transaction to end, so awaiting one inside `fn` never resolves.
    */
   transaction<T>(fn: (tx: EngineTransaction) => Promise<T>): Promise<T>;
   /** Inspect, retry and discard queued mutations. */
