@@ -106,6 +106,6 @@ export interface QueueStats {
   readonly conflict: number;
   /** All mutations not yet confirmed. */
   readonly total: number;
-  /** Age in ms of the oldest unconfirmed mutation, or `null` when the queue is empty. */
+  /** Age in ms of the first unconfirmed mutation in queue order, or `null` when the queue is empty. */
   readonly oldestAgeMs: number | null;
 }

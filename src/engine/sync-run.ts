@@ -224,6 +224,8 @@ export class SyncRun {
   readonly #durations: number[] = [];
   readonly #refreshedThisRun = { value: false };
   #stop: StopReason | undefined;
+  /** When the lease and claims were last renewed (the lease was taken just before `execute`). */
+  #renewedAt = Number.NEGATIVE_INFINITY;
   /** Not before this time may anything be sent again: a 429/503 Retry-After that stopped the run. */
   #notBefore = 0;
   #done = 0;
@@ -265,6 +267,7 @@ export class SyncRun {
     let outcome: RunOutcome = 'ok';
     let error: RunReport['error'];
     ctx.emit('run:started', { runId: this.#runId, trigger: this.#trigger, startedAt });
+    this.#renewedAt = startedAt;
     try {
       if (this.#deadline !== undefined) {
         const remaining = this.#deadline - ctx.clock.now();
@@ -379,10 +382,21 @@ export class SyncRun {
     return Math.ceil(Math.max(...this.#durations) * 1.25);
   }
 
-  /** Extend the lease and the claims this run holds. @returns `false` when the lease was lost. */
+  /**
+   * Extend the lease and the claims this run holds, at most once per third of the TTL: every
+   * renewal is a commit (an fsync with `synchronous = FULL`), and renewing before every request
+   * would double a drain's commits. Between renewals, no claim is older than a third of the TTL
+   * plus one request, so a request timeout under two thirds of the TTL keeps every claim alive
+   * while its request is in flight (the defaults: 30 s timeout, 60 s TTL).
+   *
+   * @returns `false` when the lease was lost.
+   */
   async #renew(): Promise<boolean> {
+    const now = this.#ctx.clock.now();
+    if (now >= this.#renewedAt && now - this.#renewedAt < this.#ctx.claimTtlMs / 3) return true;
     if (!(await this.#ctx.lease.renew(this.#runId))) return false;
     await this.#ctx.queue.extendClaims(this.#runId, this.#ctx.claimTtlMs);
+    this.#renewedAt = now;
     return true;
   }
 

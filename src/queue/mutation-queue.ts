@@ -535,26 +535,36 @@ export class MutationQueue {
 
   /** Counts per state and the age of the oldest mutation; one scope, or every scope. */
   async stats(scope: Scope | 'all', executor: Executor = this.#storage): Promise<QueueStats> {
-    const rows =
+    // Counts come from the (scope, state) index alone; the oldest mutation is the first in queue
+    // order (seq), one index step, rather than a MIN(created_at) that reads every row.
+    const [counted, first] =
       scope === 'all'
-        ? await executor.all<{ state: MutationState; n: number; oldest: number }>(
-            'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations GROUP BY state',
-          )
-        : await executor.all<{ state: MutationState; n: number; oldest: number }>(
-            'SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM sync_mutations WHERE scope = ? GROUP BY state',
-            [scopeKey(scope)],
-          );
+        ? [
+            await executor.all<{ state: MutationState; n: number }>(
+              'SELECT state, COUNT(*) AS n FROM sync_mutations GROUP BY state',
+            ),
+            await executor.all<{ created_at: number }>(
+              'SELECT created_at FROM sync_mutations ORDER BY seq LIMIT 1',
+            ),
+          ]
+        : [
+            await executor.all<{ state: MutationState; n: number }>(
+              'SELECT state, COUNT(*) AS n FROM sync_mutations WHERE scope = ? GROUP BY state',
+              [scopeKey(scope)],
+            ),
+            await executor.all<{ created_at: number }>(
+              'SELECT created_at FROM sync_mutations WHERE scope = ? ORDER BY seq LIMIT 1',
+              [scopeKey(scope)],
+            ),
+          ];
     const counts: Record<MutationState, number> = { pending: 0, inflight: 0, failed: 0, conflict: 0 };
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const row of rows) {
-      counts[row.state] = Number(row.n);
-      oldest = Math.min(oldest, Number(row.oldest));
-    }
+    for (const row of counted) counts[row.state] = Number(row.n);
     const total = counts.pending + counts.inflight + counts.failed + counts.conflict;
+    const oldest = first[0]?.created_at;
     return {
       ...counts,
       total,
-      oldestAgeMs: total === 0 ? null : Math.max(0, this.#clock.now() - oldest),
+      oldestAgeMs: oldest === undefined ? null : Math.max(0, this.#clock.now() - Number(oldest)),
     };
   }
 

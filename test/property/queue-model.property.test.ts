@@ -654,6 +654,14 @@ class RetryCommand implements QueueCommand {
     }
     expect(returned).toEqual(made.map((row) => row.id));
     for (const row of made) {
+      // A rejected dead letter was definitively not applied: it gets a new idempotency key (the
+      // server replays its stored rejection to the old one). One that ran out of attempts may have
+      // been applied: it keeps its key.
+      if (row.state === 'failed' && row.lastError?.code !== 'exhausted') {
+        const fresh = (await real.engine.queue.get(row.id))!.key;
+        expect(fresh).not.toBe(row.key);
+        row.key = fresh;
+      }
       if (row.state === 'failed') row.attempts = 0;
       row.state = 'pending';
       row.nextAttemptAt = model.now;
