@@ -130,6 +130,33 @@ export type { PullHandler, PullPage } from './pull/pull-types.js';
 export { MAX_JSON_DEPTH } from './queue/json-safety.js';
 export type { CoalesceOutcome, EnqueuedMutation, ListOptions } from './queue/mutation-queue.js';
 export { MAX_DEPENDENCIES, MAX_ENTITY_ID_LENGTH } from './queue/prepare-mutation.js';
+export {
+  alwaysOnline,
+  type BrowserConnectivityTarget,
+  BUSY_RETRY_MAX_MS,
+  BUSY_RETRY_MIN_MS,
+  type ConnectivityAdapter,
+  connectivityDelay,
+  createBrowserConnectivity,
+  createHostScheduler,
+  createManualScheduler,
+  createTimerScheduler,
+  DEFAULT_CONNECTIVITY_DELAY_MAX_MS,
+  DEFAULT_PERIODIC_MS,
+  DEFAULT_RUN_REQUEST_NAME,
+  decideNextRun,
+  type HostScheduler,
+  type HostSchedulerListener,
+  MAX_TIMER_DELAY_MS,
+  type ManualScheduler,
+  type NextRunInput,
+  type RunRequest,
+  type RunRequestReason,
+  resolvePeriodicMs,
+  type SchedulerAdapter,
+  type TimerScheduler,
+  type TimerSchedulerOptions,
+} from './scheduler/index.js';
 export type {
   EntityLabel,
   FormatNoticeOptions,

@@ -25,6 +25,12 @@ import {
 } from '../contracts/clock.js';
 import type { NetworkAdapter } from '../contracts/network-adapter.js';
 import type { Mutation, MutationInput, QueueStats, Scope } from '../contracts/records.js';
+import {
+  alwaysOnline,
+  type ConnectivityAdapter,
+  type RunRequest,
+  type SchedulerAdapter,
+} from '../contracts/scheduler-adapter.js';
 import type { SqlParams, SqlRow, StorageAdapter } from '../contracts/storage-adapter.js';
 import { ConfigError, NotFoundError, StateError, ValidationError } from '../errors.js';
 import type { MutationEnqueuedEvent, SyncEvents } from '../events.js';
@@ -32,6 +38,13 @@ import { uuidV4 } from '../queue/ids.js';
 import { type EnqueuedMutation, type ListOptions, MutationQueue } from '../queue/mutation-queue.js';
 import { type PreparedMutation, prepareMutation } from '../queue/prepare-mutation.js';
 import { checkScope, scopeKey } from '../queue/scope.js';
+import {
+  connectivityDelay,
+  DEFAULT_PERIODIC_MS,
+  DEFAULT_RUN_REQUEST_NAME,
+  decideNextRun,
+  resolvePeriodicMs,
+} from '../scheduler/job-scheduler.js';
 import type { Notice } from '../status/notice.js';
 import { type RunRecord, StatusStore } from '../status/status-store.js';
 import { GuardedStorage } from '../storage/guarded-storage.js';
@@ -91,6 +104,24 @@ export interface SyncEngineOptions {
   readonly initialBatchEstimateMs?: number;
   /** Timers for run deadlines. @default the platform's timers, unref'd on Node */
   readonly timers?: Timers;
+  /**
+   * Where the engine asks for its next run (DESIGN.md section 4, step 5): `createTimerScheduler()`
+   * in a Node/Electron process, or your own adapter over WorkManager/BGTaskScheduler. Without
+   * one, nothing is scheduled: the host asks `await engine.nextRunRequest()` and calls `runOnce`
+   * itself (the host-driven model of OS background hooks).
+   */
+  readonly scheduler?: SchedulerAdapter;
+  /**
+   * Whether the device is online, and a subscription to changes. No run starts while offline;
+   * coming back online schedules a run after a short jittered delay.
+   * @default alwaysOnline (Node: assume online; offline failures drive backoff)
+   */
+  readonly connectivity?: ConnectivityAdapter;
+  /**
+   * The periodic run interval while signed in (a refresh even when nothing is queued, e.g. to
+   * pull). `Infinity` disables periodic runs. @default 900_000 (15 min, the platforms' floor)
+   */
+  readonly periodicMs?: number;
   /**
    * A mutation still unconfirmed this long after it was queued raises one `stuck` notice (it keeps
    * retrying). @default 86_400_000 (24 h)
@@ -254,6 +285,13 @@ export interface SyncEngine
    * ValidationError for a merged payload that is not plain JSON or fails the entity's schema.
    */
   resolveConflict(mutationId: string, resolution: ConflictResolution): Promise<void>;
+  /**
+   * When the next run should happen, decided from the database (so a fresh background process
+   * gets the right answer): what a host registers with WorkManager/BGTaskScheduler, or `null`
+   * while sync is paused (signed out, or credentials refused until the next `start()`). The same
+   * decision the engine hands its `scheduler` after every run, enqueue and sign-in.
+   */
+  nextRunRequest(): Promise<RunRequest | null>;
 }
 
 class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
@@ -277,6 +315,13 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   readonly #pullLimit: number;
   readonly #maxConflictRebases: number;
   readonly #statusListeners = new Set<(snapshot: StatusSnapshot) => void>();
+  readonly #scheduler: SchedulerAdapter | undefined;
+  readonly #connectivity: ConnectivityAdapter;
+  readonly #periodicMs: number;
+  #lastReport: RunReport | undefined;
+  #scheduled: RunRequest | null = null;
+  #scheduling: Promise<unknown> = Promise.resolve();
+  #unsubscribeConnectivity: (() => void) | undefined;
   /** Bumped by every start()/stop(): a run checks it before each request (invariant 5). */
   #scopeGeneration = 0;
   #currentRun: { run: SyncRun; done: Promise<RunReport> } | undefined;
@@ -356,6 +401,21 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       positiveInteger('runHistoryLimit', options.runHistoryLimit, 200, 100_000),
     );
     this.#conflicts = new ConflictStore(this.#storage, this.#clock, this.#random);
+    const scheduler = options.scheduler;
+    if (
+      scheduler !== undefined &&
+      (typeof scheduler?.schedule !== 'function' || typeof scheduler?.cancel !== 'function')
+    ) {
+      invalidOption('scheduler', 'a SchedulerAdapter (schedule, cancel)', scheduler);
+    }
+    this.#scheduler = scheduler;
+    const connectivity = options.connectivity ?? alwaysOnline;
+    if (typeof connectivity?.isOnline !== 'function' || typeof connectivity?.subscribe !== 'function') {
+      invalidOption('connectivity', 'a ConnectivityAdapter (isOnline, subscribe)', connectivity);
+    }
+    this.#connectivity = connectivity;
+    this.#periodicMs =
+      options.periodicMs === undefined ? DEFAULT_PERIODIC_MS : resolvePeriodicMs(options.periodicMs);
     this.queue = this.#createQueueApi();
     this.status = this.#createStatusApi();
   }
@@ -403,7 +463,11 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     if (this.#state === 'closed') return;
     if (this.#opening) await this.#opening.catch(() => undefined);
     this.#state = 'closed';
+    this.#unsubscribeConnectivity?.();
+    this.#unsubscribeConnectivity = undefined;
     await this.#abortRun();
+    await this.#cancelSchedule();
+    await this.#scheduling.catch(() => undefined);
     await this.#storage.close();
   }
 
@@ -417,7 +481,10 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     if (switching) await this.#abortRun();
     // Signing in again is how the app says credentials are good again after `auth-required`.
     await this.#storage.run("DELETE FROM sync_meta WHERE key = 'auth_paused'");
+    if (switching) this.#lastReport = undefined;
+    this.#unsubscribeConnectivity ??= this.#connectivity.subscribe((online) => this.#onConnectivity(online));
     this.#notifyStatus();
+    await this.#reschedule('start');
   }
 
   async stop(options: { readonly purge?: boolean } = {}): Promise<StopResult> {
@@ -425,8 +492,12 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const scope = this.#scope;
     this.#scope = undefined;
     this.#scopeGeneration++;
+    this.#lastReport = undefined;
+    this.#unsubscribeConnectivity?.();
+    this.#unsubscribeConnectivity = undefined;
     // A run of the signed-out user must not keep sending (DESIGN.md invariant 5).
     await this.#abortRun();
+    await this.#cancelSchedule();
     this.#notifyStatus();
     if (!options.purge || scope === undefined) return { purged: 0 };
     const key = scopeKey(scope);
@@ -540,7 +611,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const trigger = options.trigger ?? 'manual';
     const runId = uuidV4(this.#random);
     const startedAt = this.#clock.now();
-    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required' | 'aborted'): RunReport =>
+    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required' | 'aborted' | 'offline'): RunReport =>
       Object.freeze({
         runId,
         trigger,
@@ -590,13 +661,140 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const done = this.#leasedRun(run, scope, startedAt, trivial);
     this.#currentRun = { run, done };
     this.#notifyStatus();
+    let report: RunReport;
     try {
-      return await done;
+      report = await done;
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       this.#currentRun = undefined;
       this.#notifyStatus();
     }
+    if (this.#scopeGeneration === generation) await this.#afterRun(report);
+    return report;
+  }
+
+  /** After every run: count consecutive offline runs (persisted for run-level backoff), reschedule. */
+  async #afterRun(report: RunReport): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#lastReport = report;
+    try {
+      if (report.outcome === 'offline') {
+        await this.#storage.run(
+          `INSERT INTO sync_meta (key, value) VALUES ('offline_runs', '1')
+           ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)`,
+        );
+      } else if (report.outcome !== 'busy' && report.outcome !== 'no-scope') {
+        await this.#storage.run("DELETE FROM sync_meta WHERE key = 'offline_runs'");
+      }
+    } catch {
+      // Storage trouble: the run report says so already; scheduling falls back to the periodic run.
+    }
+    await this.#reschedule('run');
+  }
+
+  async #isOnline(): Promise<boolean> {
+    try {
+      return (await this.#connectivity.isOnline()) !== false;
+    } catch {
+      return true;
+    }
+  }
+
+  async nextRunRequest(): Promise<RunRequest | null> {
+    this.#assertOpen('nextRunRequest');
+    return this.#decide();
+  }
+
+  /** The scheduling decision of DESIGN.md section 4, step 5, from the database and the last run. */
+  async #decide(): Promise<RunRequest | null> {
+    const scope = this.#scope;
+    if (scope === undefined) return null;
+    const key = scopeKey(scope);
+    const [nextDueAt, counts, meta, online] = await Promise.all([
+      this.#queue.nextDueAt(scope),
+      this.#storage.all<{ n: number }>(
+        "SELECT COUNT(*) AS n FROM sync_mutations WHERE scope = ? AND state IN ('pending', 'inflight')",
+        [key],
+      ),
+      this.#storage.all<{ key: string; value: string }>(
+        "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'offline_runs')",
+      ),
+      this.#isOnline(),
+    ]);
+    const paused = meta.some((row) => row.key === 'auth_paused' && row.value === key);
+    const offlineRuns = Number(meta.find((row) => row.key === 'offline_runs')?.value ?? 0);
+    return decideNextRun({
+      now: this.#clock.now(),
+      report: this.#lastReport,
+      nextDueAt,
+      hasPending: Number(counts[0]?.n ?? 0) > 0,
+      consecutiveOfflineRuns: offlineRuns,
+      online,
+      periodicMs: this.#periodicMs,
+      policy: this.#policy,
+      random: this.#random,
+      paused,
+      name: DEFAULT_RUN_REQUEST_NAME,
+      retryAfterCeilingMs: this.#retryAfterCeilingMs,
+    });
+  }
+
+  /**
+   * Hand the scheduler the next run request. After a run, its decision replaces the current one;
+   * after an enqueue, a sign-in or a connectivity change, the earlier of the two stands (a burst of
+   * local writes must not keep postponing a run that is already due). Serialised, so decisions
+   * are applied in the order they were made.
+   */
+  #reschedule(cause: 'run' | 'start' | 'enqueue' | 'connectivity', override?: RunRequest): Promise<void> {
+    // Host-driven (no scheduler): the host asks nextRunRequest() itself; keep enqueue cheap.
+    if (this.#scheduler === undefined && cause !== 'run') return this.#scheduling as Promise<void>;
+    const next = this.#scheduling.then(async () => {
+      if (this.#state !== 'open' || this.#scope === undefined) return;
+      const current = this.#scheduled;
+      // A run already due covers any new write: no need to decide again per enqueue.
+      if (cause === 'enqueue' && current !== null && current.notBefore <= this.#clock.now()) return;
+      const decision = override ?? (await this.#decide());
+      if (cause !== 'run' && decision !== null && current !== null && current.notBefore <= decision.notBefore)
+        return;
+      this.#scheduled = decision;
+      if (this.#scheduler === undefined) return;
+      if (decision === null) {
+        await this.#scheduler.cancel(DEFAULT_RUN_REQUEST_NAME);
+        return;
+      }
+      await this.#scheduler.schedule(decision, async (trigger) => {
+        this.#scheduled = null;
+        if (this.#state !== 'open') return;
+        await this.runOnce({ trigger }).catch(() => undefined);
+      });
+    });
+    this.#scheduling = next.catch(() => undefined);
+    return this.#scheduling as Promise<void>;
+  }
+
+  async #cancelSchedule(): Promise<void> {
+    this.#scheduled = null;
+    try {
+      await this.#scheduler?.cancel(DEFAULT_RUN_REQUEST_NAME);
+    } catch {
+      // A scheduler that fails to cancel must not block sign-out or close.
+    }
+  }
+
+  /** Back online: run soon, after a short jitter (a fleet coming back at once is spread out). */
+  #onConnectivity(online: boolean): void {
+    if (!online || this.#state !== 'open' || this.#scope === undefined) return;
+    void this.#storage
+      .run("DELETE FROM sync_meta WHERE key = 'offline_runs'")
+      .catch(() => undefined)
+      .then(() =>
+        this.#reschedule('connectivity', {
+          name: DEFAULT_RUN_REQUEST_NAME,
+          notBefore: this.#clock.now() + connectivityDelay(this.#random),
+          requiresNetwork: true,
+          reason: 'connectivity',
+        }),
+      );
   }
 
   /** The part of a run that needs the lease: checks, acquire, execute, release, announce. */
@@ -604,8 +802,10 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     run: SyncRun,
     scope: Scope,
     startedAt: number,
-    trivial: (outcome: 'busy' | 'auth-required' | 'aborted') => RunReport,
+    trivial: (outcome: 'busy' | 'auth-required' | 'aborted' | 'offline') => RunReport,
   ): Promise<RunReport> {
+    // No run starts while the device says it is offline: nothing to send with, no attempt.
+    if (!(await this.#isOnline())) return trivial('offline');
     const paused = await this.#storage.all<{ value: string }>(
       "SELECT value FROM sync_meta WHERE key = 'auth_paused'",
     );
@@ -783,7 +983,11 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   }
 
   #emitEnqueued(mutations: readonly EnqueuedMutation[]): void {
-    if (mutations.length > 0) this.#notifyStatus();
+    if (mutations.length > 0) {
+      this.#notifyStatus();
+      // A local write never waits for the periodic run: ask for one now (or keep an earlier one).
+      void this.#reschedule('enqueue');
+    }
     for (const m of mutations) {
       const event: MutationEnqueuedEvent = Object.freeze({
         id: m.id,
