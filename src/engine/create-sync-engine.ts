@@ -754,8 +754,18 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       // A run already due covers any new write: no need to decide again per enqueue.
       if (cause === 'enqueue' && current !== null && current.notBefore <= this.#clock.now()) return;
       const decision = override ?? (await this.#decide());
-      if (cause !== 'run' && decision !== null && current !== null && current.notBefore <= decision.notBefore)
+      // Back online: a request left waiting from the offline period (due in the past) is replaced
+      // by the jittered one, so a fleet reconnecting together does not all run at once.
+      const stale = cause === 'connectivity' && current !== null && current.notBefore <= this.#clock.now();
+      if (
+        cause !== 'run' &&
+        !stale &&
+        decision !== null &&
+        current !== null &&
+        current.notBefore <= decision.notBefore
+      ) {
         return;
+      }
       this.#scheduled = decision;
       if (this.#scheduler === undefined) return;
       if (decision === null) {

@@ -1,0 +1,45 @@
+/**
+ * Run the runnable examples the docs point to (docs/notices.md, docs/conflicts.md, docs/pull.md)
+ * exactly as a user would, with tsx, and check what they print line by line.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/storage-factories.js';
+
+const root = join(__dirname, '..', '..');
+// The example runs from a temporary directory (it writes app.db), so tsx is loaded by its path.
+const tsx = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+
+function runExample(file: string): string {
+  const { dir, remove } = tempDir('sync-core-example-');
+  try {
+    return execFileSync(process.execPath, ['--import', tsx, join(root, file)], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
+      timeout: 60_000,
+    });
+  } finally {
+    remove();
+  }
+}
+
+describe('examples', () => {
+  it('next-launch: offline changes synced in the background, then notices, a conflict and a refused change', () => {
+    const output = runExample('examples/next-launch/next-launch.ts');
+    expect(output.trimEnd().split('\n')).toEqual([
+      'background run: ok, 3 pushed, 1 failed, 1 conflicted, 4 pulled',
+      '[attention] 1 change to a visit needs your attention',
+      '[attention] 1 visit could not be synced',
+      '[info] 3 visits synced while you were away',
+      'conflict on a0: local {"minutes":90} made against v1, server {"title":"Group meeting (moved to 14:00)","minutes":60} at v2',
+      'foreground run: ok, 1 pushed, 1 pulled',
+      'a0 in the app: Group meeting (moved to 14:00), 90 min, v3',
+      '[info] 1 visit synced while you were away',
+      'a4 was refused: a visit lasts at least one minute',
+      'server applied 4 changes; 1 failed change left in the queue',
+    ]);
+  });
+});
