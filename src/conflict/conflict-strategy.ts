@@ -1,4 +1,5 @@
 import type { JsonValue, Version } from '../contracts/records.js';
+import { findJsonIssue } from '../queue/json-safety.js';
 
 /** What a conflict strategy or a merge function knows about one conflict. */
 export interface ConflictContext {
@@ -99,5 +100,8 @@ export function decideConflict(
   } catch {
     return { type: 'manual' };
   }
-  return merged === undefined ? { type: 'manual' } : { type: 'rebase', data: merged, how: 'merge' };
+  // A merge result that is not plain JSON (undefined inside, a Date, a cycle…) would be sent as
+  // something other than what the function returned: leave the conflict to the user instead.
+  if (merged === undefined || findJsonIssue(merged) !== undefined) return { type: 'manual' };
+  return { type: 'rebase', data: merged, how: 'merge' };
 }

@@ -29,7 +29,25 @@ export async function applyBookkeeping(
   const synced = new Map<string, number>();
   for (const d of decisions) {
     const m = d.mutation;
-    if (d.kind === 'confirmed') synced.set(m.entity, (synced.get(m.entity) ?? 0) + 1);
+    if (d.kind === 'confirmed') {
+      synced.set(m.entity, (synced.get(m.entity) ?? 0) + 1);
+      // Later edits of this record made against the same version as this one (the app read v1,
+      // edited twice) are now based on the version this one produced: without this, the device's
+      // second edit would conflict with its own first.
+      if (d.version !== undefined && m.op !== 'delete') {
+        await tx.run(
+          `UPDATE sync_mutations SET base_version = ? WHERE scope = ? AND entity = ? AND entity_id = ?
+             AND state = 'pending' AND base_version IS ?`,
+          [
+            JSON.stringify(d.version),
+            scopeKey(ctx.scope),
+            m.entity,
+            d.assignedId ?? m.entityId,
+            json(m.baseVersion),
+          ],
+        );
+      }
+    }
     if (d.kind === 'failed' && d.outcome.type === 'failed') {
       await ctx.status.addFailed(tx, ctx.scope, m, d.outcome.error.code, d.outcome.error.message);
     }

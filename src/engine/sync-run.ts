@@ -615,13 +615,27 @@ export class SyncRun {
     const ctx = this.#ctx;
     const entries: RecordEntry[] = decisions.map((d) => ({ id: d.mutation.id, outcome: d.outcome }));
     const byId = new Map(decisions.map((d) => [d.mutation.id, d]));
-    const { stale } = await ctx.queue.record(this.#runId, entries, (tx: GuardedExecutor, recorded) =>
-      applyBookkeeping(
-        tx,
-        ctx,
-        recorded.map((entry) => byId.get(entry.id)!),
-      ),
-    );
+    let stale: string[];
+    try {
+      ({ stale } = await ctx.queue.record(this.#runId, entries, (tx: GuardedExecutor, recorded) =>
+        applyBookkeeping(
+          tx,
+          ctx,
+          recorded.map((entry) => byId.get(entry.id)!),
+        ),
+      ));
+    } catch (error) {
+      // The outcomes rolled back (an app hook threw, storage failed): hand the claims back now,
+      // best effort, rather than leaving them in flight until they expire. The next run resends
+      // them with their keys; a server that applied them answers as a duplicate.
+      await ctx.queue
+        .record(
+          this.#runId,
+          decisions.map((d) => ({ id: d.mutation.id, outcome: { type: 'release' } })),
+        )
+        .catch(() => undefined);
+      throw error;
+    }
     const staleIds = new Set(stale);
     for (const d of decisions) {
       if (staleIds.has(d.mutation.id)) continue;

@@ -18,8 +18,8 @@ export interface PullPage {
 /**
  * Applies a page of server changes to the app's own tables, through `tx`: the page is applied in
  * the same transaction that advances the pull cursor, so a crash or a deadline between pages never
- * skips or repeats a change. Throwing rolls the page back and stops pulling that entity type for
- * this run.
+ * skips or repeats a change. Throwing rolls the page back (the cursor stays) and ends the run with
+ * outcome `error` and code `PULL_HANDLER_FAILED`; the next run retries the same page.
  *
  * @example
  * ```ts

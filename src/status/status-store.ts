@@ -110,7 +110,10 @@ export class StatusStore {
     );
     if (existing) {
       const next = merge ? merge(JSON.parse(existing.data) as Record<string, unknown>) : data;
-      await tx.run('UPDATE sync_notices SET data = ?, updated_at = ? WHERE id = ?', [
+      // A changed notice gets a new id: an app that showed the old content and acknowledges it by
+      // the old id must not mark the new content seen without having shown it.
+      await tx.run('UPDATE sync_notices SET id = ?, data = ?, updated_at = ? WHERE id = ?', [
+        uuidV4(this.#random),
         JSON.stringify(next),
         now,
         existing.id,

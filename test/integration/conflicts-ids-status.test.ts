@@ -188,6 +188,18 @@ describe('conflict strategies against the reference server', () => {
   });
 });
 
+describe('own edits', () => {
+  it("a device's second edit of a record is based on the version its first edit produced (no self-conflict)", async () => {
+    const { engine } = await client({ contact: {} });
+    server.put(SCOPE, 'contact', 'c1', { name: 'Ada' });
+    await engine.enqueue({ entity: 'contact', op: 'update', entityId: 'c1', data: { a: 1 }, baseVersion: 1 });
+    await engine.enqueue({ entity: 'contact', op: 'update', entityId: 'c1', data: { b: 2 }, baseVersion: 1 });
+    const report = await engine.runOnce();
+    expect(report.counts).toMatchObject({ pushed: 2, conflicted: 0 });
+    expect(server.log().map((e) => e.baseVersion)).toEqual([1, 2]);
+  });
+});
+
 describe('server-assigned ids', () => {
   it('a parent and its child created offline: later mutations and references are rewritten atomically', async () => {
     const appRows: { id: string }[] = [];
@@ -249,6 +261,28 @@ describe('server-assigned ids', () => {
   });
 });
 
+describe('app hooks', () => {
+  it('an onIdAssigned hook that throws rolls the confirmation back and hands the claim back at once', async () => {
+    let failures = 1;
+    const { engine } = await client({
+      activity: {
+        onIdAssigned: async () => {
+          if (failures-- > 0) throw new Error('app bug');
+        },
+      },
+    });
+    const m = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'local', data: {} });
+    const failed = await engine.runOnce();
+    expect(failed.outcome).toBe('error');
+    expect(failed.error?.code).toBe('HOOK_FAILED');
+    expect(await engine.queue.get(m.id)).toMatchObject({ state: 'pending', attempts: 0 });
+    const ok = await engine.runOnce();
+    expect(ok.counts.pushed).toBe(1);
+    expect(server.log()).toHaveLength(1);
+    expect(server.stats().duplicates).toBe(1);
+  });
+});
+
 describe('status store', () => {
   it("each run's row counts match the queue and the server's log (invariant 8); notices survive a restart", async () => {
     const clock = manualClock(Date.now());
@@ -301,6 +335,19 @@ describe('status store', () => {
     await second.engine.enqueue({ entity: 'activity', op: 'create', entityId: 'later', data: {} });
     await second.engine.runOnce();
     expect(await second.engine.status.unseenNotices()).toMatchObject([{ kind: 'synced', total: 1 }]);
+  });
+
+  it('acknowledging a synced notice that grew since it was read does not hide the new count', async () => {
+    const { engine } = await client({ activity: {} });
+    await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a', data: {} });
+    await engine.runOnce();
+    const shown = await engine.status.unseenNotices();
+    expect(shown).toMatchObject([{ kind: 'synced', total: 1 }]);
+    // A background run adds to the summary before the app acknowledges what it showed.
+    await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'b', data: {} });
+    await engine.runOnce();
+    expect(await engine.status.acknowledge(shown.map((n) => n.id))).toBe(0);
+    expect(await engine.status.unseenNotices()).toMatchObject([{ kind: 'synced', total: 2 }]);
   });
 
   it('auth-required raises one notice and the snapshot says so; sign-in clears the pause', async () => {
