@@ -42,4 +42,14 @@ describe('examples', () => {
       'server applied 4 changes; 1 failed change left in the queue',
     ]);
   });
+
+  it('background-node: after an outage the timer scheduler syncs by itself, with no runOnce in the program', () => {
+    const lines = runExample('examples/background-node/sync-by-itself.ts').trimEnd().split('\n');
+    // Offline runs (connections refused) back off; a later scheduled run delivers everything.
+    expect(lines.filter((l) => l.startsWith('run (')).some((l) => l.includes(': offline, 0 pushed'))).toBe(
+      true,
+    );
+    expect(lines).toContain('run (schedule): ok, 5 pushed');
+    expect(lines.at(-1)).toBe('server applied 5 of 5; queue holds 0');
+  });
 });
