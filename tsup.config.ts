@@ -11,6 +11,7 @@ const entry = {
   'better-sqlite3': 'adapters/better-sqlite3/index.ts',
   'sql-js': 'adapters/sql-js/index.ts',
   fetch: 'adapters/fetch/index.ts',
+  testing: 'src/testing/index.ts',
 };
 
 const shared: Options = {
@@ -23,7 +24,7 @@ const shared: Options = {
   treeshake: true,
   dts: true,
   // Optional peers are never bundled: importing the core must not load them.
-  external: ['better-sqlite3', 'sql.js', 'undici', /^node:/],
+  external: ['better-sqlite3', 'sql.js', 'undici', 'fast-check', /^node:/],
   esbuildOptions(options) {
     options.alias = { 'sync-core': './src/index.ts' };
   },

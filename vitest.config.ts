@@ -18,6 +18,10 @@ export default defineConfig({
         find: /^sync-core\/fetch$/,
         replacement: fileURLToPath(new URL('./adapters/fetch/index.ts', import.meta.url)),
       },
+      {
+        find: /^sync-core\/testing$/,
+        replacement: fileURLToPath(new URL('./src/testing/index.ts', import.meta.url)),
+      },
     ],
   },
   test: {

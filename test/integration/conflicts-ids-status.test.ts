@@ -203,7 +203,6 @@ describe('own edits', () => {
 describe('server-assigned ids', () => {
   it('a parent and its child created offline: later mutations and references are rewritten atomically', async () => {
     const appRows: { id: string }[] = [];
-    let db: Database.Database | undefined;
     const { engine, file } = await client({
       activity: {
         onIdAssigned: async (tx, { clientId, serverId }) => {
@@ -246,7 +245,7 @@ describe('server-assigned ids', () => {
     ]);
     expect(log[1]!.data).toEqual({ activityId: 'srv-1', text: 'hello' });
     expect(confirmed[0]).toBe('srv-1');
-    db = new Database(file, { readonly: true });
+    const db = new Database(file, { readonly: true });
     appRows.push(...(db.prepare('SELECT id FROM activities').all() as { id: string }[]));
     db.close();
     expect(appRows).toEqual([{ id: 'srv-1' }]);
