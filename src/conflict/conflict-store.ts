@@ -5,6 +5,7 @@ import { uuidV4 } from '../queue/ids.js';
 import { utf8Length } from '../queue/json-safety.js';
 import { scopeKey } from '../queue/scope.js';
 import type { Executor, GuardedStorage } from '../storage/guarded-storage.js';
+import { fromJsonColumn } from '../storage/json-column.js';
 import type { Conflict, ConflictResolution } from './conflict-strategy.js';
 
 interface ConflictRow {
@@ -23,19 +24,15 @@ interface ConflictRow {
 const COLUMNS =
   'mutation_id, entity, entity_id, local_data, base_version, server_data, server_version, created_at, resolved_at, resolution';
 
-function parse<T>(text: string | null): T | null {
-  return text === null ? null : (JSON.parse(text) as T);
-}
-
 function toConflict(row: ConflictRow): Conflict {
   return {
     mutationId: row.mutation_id,
     entity: row.entity,
     entityId: row.entity_id,
-    local: parse<JsonValue>(row.local_data),
-    baseVersion: parse<Version>(row.base_version),
-    server: parse<JsonValue>(row.server_data),
-    serverVersion: parse<Version>(row.server_version),
+    local: fromJsonColumn<JsonValue>(row.local_data),
+    baseVersion: fromJsonColumn<Version>(row.base_version),
+    server: fromJsonColumn<JsonValue>(row.server_data),
+    serverVersion: fromJsonColumn<Version>(row.server_version),
     createdAt: row.created_at,
     resolution: row.resolution,
     resolvedAt: row.resolved_at,

@@ -1,18 +1,14 @@
 import type { AppTransaction } from '../contracts/app-transaction.js';
-import type { JsonValue } from '../contracts/records.js';
 import { SyncError } from '../errors.js';
 import { scopeKey } from '../queue/scope.js';
 import type { GuardedExecutor } from '../storage/guarded-storage.js';
+import { toJsonColumn } from '../storage/json-column.js';
 import type { Decision } from './outcomes.js';
 import type { RunContext } from './sync-run.js';
 
 /** The app's view of a transaction executor: its own statements only. */
 export function appTransaction(tx: GuardedExecutor): AppTransaction {
   return { run: (sql, params) => tx.run(sql, params), all: (sql, params) => tx.all(sql, params) };
-}
-
-function json(value: JsonValue | null | undefined): string | null {
-  return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
 /**
@@ -43,7 +39,7 @@ export async function applyBookkeeping(
             scopeKey(ctx.scope),
             m.entity,
             d.assignedId ?? m.entityId,
-            json(m.baseVersion),
+            toJsonColumn(m.baseVersion),
           ],
         );
       }
@@ -65,10 +61,10 @@ export async function applyBookkeeping(
           scopeKey(ctx.scope),
           m.entity,
           m.entityId,
-          json(m.data),
-          json(m.baseVersion),
-          json(d.conflict.data),
-          json(d.conflict.version),
+          toJsonColumn(m.data),
+          toJsonColumn(m.baseVersion),
+          toJsonColumn(d.conflict.data),
+          toJsonColumn(d.conflict.version),
           now,
           manual ? null : now,
           manual ? null : d.conflict.resolution,

@@ -10,6 +10,7 @@ import type {
 } from '../contracts/records.js';
 import { StateError, ValidationError } from '../errors.js';
 import type { Executor, GuardedExecutor, GuardedStorage } from '../storage/guarded-storage.js';
+import { fromJsonColumn } from '../storage/json-column.js';
 import { decideCoalesce } from './coalesce.js';
 import { uuidV4, uuidV7 } from './ids.js';
 import { utf8Length } from './json-safety.js';
@@ -137,10 +138,6 @@ const CLAIM_SQL = `SELECT ${COLUMNS} FROM sync_mutations AS m
       SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))
   ORDER BY m.seq LIMIT ?`;
 
-function parseJson<T>(text: string | null): T | null {
-  return text === null ? null : (JSON.parse(text) as T);
-}
-
 function toMutation(row: MutationRow): Mutation {
   return {
     seq: row.seq,
@@ -150,13 +147,13 @@ function toMutation(row: MutationRow): Mutation {
     entity: row.entity,
     entityId: row.entity_id,
     op: row.op,
-    data: parseJson<JsonValue>(row.data),
-    baseVersion: parseJson<Version>(row.base_version),
-    dependsOn: parseJson<string[]>(row.depends_on) ?? [],
+    data: fromJsonColumn<JsonValue>(row.data),
+    baseVersion: fromJsonColumn<Version>(row.base_version),
+    dependsOn: fromJsonColumn<string[]>(row.depends_on) ?? [],
     state: row.state,
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
-    lastError: parseJson<MutationError>(row.last_error),
+    lastError: fromJsonColumn<MutationError>(row.last_error),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -1,27 +1,19 @@
 import type { Clock, RandomSource } from '../contracts/clock.js';
 import type { Scope } from '../contracts/records.js';
+import type { RunCounts } from '../engine/sync-run.js';
 import { uuidV4 } from '../queue/ids.js';
 import { parseScopeKey, scopeKey } from '../queue/scope.js';
 import type { Executor } from '../storage/guarded-storage.js';
 import type { Notice, NoticeKind } from './notice.js';
 
 /** One row of run history (`sync_runs`), as `engine.status.runs()` returns it. */
-export interface RunRecord {
+export interface RunRecord extends RunCounts {
   readonly runId: string;
   readonly scope: Scope;
   readonly trigger: string;
   readonly outcome: string;
   readonly startedAt: number;
   readonly finishedAt: number;
-  readonly pushed: number;
-  readonly retried: number;
-  readonly failed: number;
-  readonly conflicted: number;
-  readonly released: number;
-  readonly recovered: number;
-  readonly resolved: number;
-  readonly pulled: number;
-  readonly batches: number;
   readonly error: { readonly code: string; readonly message: string } | null;
 }
 
