@@ -32,7 +32,7 @@ import {
   type SchedulerAdapter,
 } from '../contracts/scheduler-adapter.js';
 import type { SqlParams, SqlRow, StorageAdapter } from '../contracts/storage-adapter.js';
-import { ConfigError, NotFoundError, StateError, ValidationError } from '../errors.js';
+import { ConfigError, NotFoundError, StateError, SyncError, ValidationError } from '../errors.js';
 import type { MutationEnqueuedEvent, SyncEvents } from '../events.js';
 import { uuidV4 } from '../queue/ids.js';
 import { type EnqueuedMutation, type ListOptions, MutationQueue } from '../queue/mutation-queue.js';
@@ -474,13 +474,18 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   async start(scope: Scope): Promise<void> {
     this.#assertOpen('start');
     const checked = checkScope(scope);
+    // Signing in again is how the app says credentials are good again after `auth-required`.
+    // Cleared before the scope changes: if the database refuses, the previous user stays active.
+    const paused = await this.#storage.all(
+      "SELECT 1 FROM sync_meta WHERE key IN ('auth_paused', 'not_before')",
+    );
+    if (paused.length > 0)
+      await this.#storage.run("DELETE FROM sync_meta WHERE key IN ('auth_paused', 'not_before')");
     const switching = this.#scope !== undefined && scopeKey(this.#scope) !== scopeKey(checked);
     if (switching) this.#scopeGeneration++;
     this.#scope = checked;
     // Another user's run must not keep sending (DESIGN.md invariant 5).
     if (switching) await this.#abortRun();
-    // Signing in again is how the app says credentials are good again after `auth-required`.
-    await this.#storage.run("DELETE FROM sync_meta WHERE key = 'auth_paused'");
     if (switching) this.#lastReport = undefined;
     this.#unsubscribeConnectivity ??= this.#connectivity.subscribe((online) => this.#onConnectivity(online));
     this.#notifyStatus();
@@ -611,7 +616,10 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const trigger = options.trigger ?? 'manual';
     const runId = uuidV4(this.#random);
     const startedAt = this.#clock.now();
-    const trivial = (outcome: 'busy' | 'no-scope' | 'auth-required' | 'aborted' | 'offline'): RunReport =>
+    const trivial = (
+      outcome: 'busy' | 'no-scope' | 'auth-required' | 'aborted' | 'offline' | 'throttled' | 'error',
+      extra: Partial<RunReport> = {},
+    ): RunReport =>
       Object.freeze({
         runId,
         trigger,
@@ -620,6 +628,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         finishedAt: startedAt,
         counts: Object.freeze(emptyCounts()),
         nextDueAt: null,
+        ...extra,
       });
     const scope = this.#scope;
     if (scope === undefined) return trivial('no-scope');
@@ -710,6 +719,11 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const scope = this.#scope;
     if (scope === undefined) return null;
     const key = scopeKey(scope);
+    // A wall clock that went back must not strand what was due (FAULTS.md 29), also when the host
+    // asks before any run has re-based the schedules.
+    await this.#queue
+      .clampFutureSchedules(Math.max(this.#policy.maxMs, this.#retryAfterCeilingMs), this.#policy.maxMs)
+      .catch(() => undefined);
     const [nextDueAt, counts, meta, online] = await Promise.all([
       this.#queue.nextDueAt(scope),
       this.#storage.all<{ n: number }>(
@@ -717,16 +731,17 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         [key],
       ),
       this.#storage.all<{ key: string; value: string }>(
-        "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'offline_runs')",
+        "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'offline_runs', 'not_before')",
       ),
       this.#isOnline(),
     ]);
     const paused = meta.some((row) => row.key === 'auth_paused' && row.value === key);
     const offlineRuns = Number(meta.find((row) => row.key === 'offline_runs')?.value ?? 0);
+    const notBefore = Number(meta.find((row) => row.key === 'not_before')?.value ?? 0);
     return decideNextRun({
       now: this.#clock.now(),
       report: this.#lastReport,
-      nextDueAt,
+      nextDueAt: nextDueAt === null ? null : Math.max(nextDueAt, notBefore),
       hasPending: Number(counts[0]?.n ?? 0) > 0,
       consecutiveOfflineRuns: offlineRuns,
       online,
@@ -812,16 +827,35 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     run: SyncRun,
     scope: Scope,
     startedAt: number,
-    trivial: (outcome: 'busy' | 'auth-required' | 'aborted' | 'offline') => RunReport,
+    trivial: (
+      outcome: 'busy' | 'auth-required' | 'aborted' | 'offline' | 'throttled' | 'error',
+      extra?: Partial<RunReport>,
+    ) => RunReport,
   ): Promise<RunReport> {
     // No run starts while the device says it is offline: nothing to send with, no attempt.
     if (!(await this.#isOnline())) return trivial('offline');
-    const paused = await this.#storage.all<{ value: string }>(
-      "SELECT value FROM sync_meta WHERE key = 'auth_paused'",
-    );
-    if (paused[0]?.value === scopeKey(scope)) return trivial('auth-required');
-    if (run.isStopping) return trivial('aborted');
-    if (!(await this.#lease.acquire(run.runId))) return trivial('busy');
+    try {
+      const meta = await this.#storage.all<{ key: string; value: string }>(
+        "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'not_before')",
+      );
+      if (meta.some((row) => row.key === 'auth_paused' && row.value === scopeKey(scope)))
+        return trivial('auth-required');
+      // A server's Retry-After that stopped an earlier run (in this process or another) holds for
+      // every mutation, including those that run never reached (DESIGN.md invariant 4).
+      const notBefore = Number(meta.find((row) => row.key === 'not_before')?.value ?? 0);
+      if (notBefore > this.#clock.now()) return trivial('throttled', { nextDueAt: notBefore });
+      if (run.isStopping) return trivial('aborted');
+      if (!(await this.#lease.acquire(run.runId))) return trivial('busy');
+    } catch (error) {
+      // The database refused even the lease (locked by another process past the busy timeout,
+      // full, read-only): report it like any run that failed, so the next run is still scheduled.
+      return trivial('error', {
+        error:
+          error instanceof SyncError
+            ? { code: error.code, message: error.message }
+            : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) },
+      });
+    }
     let report: RunReport;
     try {
       report = await run.execute(startedAt);

@@ -32,11 +32,28 @@ export class RunLease {
         'SELECT holder, expires_at, renewed_at FROM sync_lease WHERE name = ?',
         [LEASE],
       );
-      // A lease renewed "in the future" can only come from a wall clock that went back: treat it
-      // as expired rather than letting a clock jump block sync until the clock catches up. The
-      // holder's own TTL is in the row, so processes configured with different TTLs agree.
-      if (row && row.holder !== holder && row.expires_at > now && row.renewed_at <= now) {
-        return false;
+      if (row && row.holder !== holder) {
+        // A lease renewed "in the future" can only come from a wall clock that went back: re-base
+        // it on the new clock with the time it had left (the holder's own TTL, stored in the row,
+        // so processes configured with different TTLs agree). A live holder keeps renewing it; a
+        // dead one's lease expires one TTL later — never stranded until the clock catches up,
+        // never taken from a run that still has requests in flight.
+        let expiresAt = row.expires_at;
+        if (row.renewed_at > now) {
+          expiresAt = now + Math.max(0, row.expires_at - row.renewed_at);
+          await tx.run('UPDATE sync_lease SET expires_at = ?, renewed_at = ? WHERE name = ?', [
+            expiresAt,
+            now,
+            LEASE,
+          ]);
+          // The holder's claims move with its lease, so they expire together on the new clock.
+          await tx.run(
+            `UPDATE sync_mutations SET claim_expires_at = ? + MAX(0, claim_expires_at - updated_at), updated_at = ?
+             WHERE state = 'inflight' AND claim_token = ? AND updated_at > ?`,
+            [now, now, row.holder, now],
+          );
+        }
+        if (expiresAt > now) return false;
       }
       await tx.run(
         `INSERT INTO sync_lease (name, holder, acquired_at, expires_at, renewed_at) VALUES (?, ?, ?, ?, ?)

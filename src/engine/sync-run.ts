@@ -329,6 +329,14 @@ export class SyncRun {
             [scopeKey(ctx.scope)],
           );
         }
+        if (this.#notBefore > ctx.clock.now()) {
+          await tx.run(
+            "INSERT INTO sync_meta (key, value) VALUES ('not_before', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [String(this.#notBefore)],
+          );
+        } else if (report.outcome === 'ok') {
+          await tx.run("DELETE FROM sync_meta WHERE key = 'not_before'");
+        }
         await ctx.status.raiseStuck(tx, ctx.scope, ctx.stuckAfterMs);
         await ctx.status.recordRun(tx, ctx.scope, {
           runId: report.runId,

@@ -470,19 +470,30 @@ export class MutationQueue {
    * Return inflight mutations whose claim expired to pending, without counting an attempt: the
    * run that claimed them died or lost its lease. A claim stamped in the future (its `updated_at`,
    * set at claim and renewal, is after now) can only come from a wall clock that went back: it is
-   * treated as expired, so a clock jump cannot strand it. The test deliberately does not depend on
-   * this process's own TTL: processes may be configured with different ones.
+   * re-based on the new clock with the time it had left. The test never uses this process's own
+   * TTL: processes may be configured with different ones.
    *
    * @returns how many were recovered.
    */
   async recoverExpired(): Promise<number> {
     const now = this.#clock.now();
-    const { changes } = await this.#storage.run(
-      `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
-       WHERE state = 'inflight' AND (claim_expires_at <= ? OR updated_at > ?)`,
-      [now, now, now],
-    );
-    return changes;
+    return this.#storage.transaction('immediate', async (tx) => {
+      // Claims stamped in the future (the wall clock went back): re-base them on the new clock,
+      // keeping the time they had left. Treating them as expired would let a second run resend
+      // requests a live run still has in flight; keeping them would strand them until the clock
+      // catches up.
+      await tx.run(
+        `UPDATE sync_mutations SET claim_expires_at = ? + MAX(0, claim_expires_at - updated_at), updated_at = ?
+         WHERE state = 'inflight' AND updated_at > ?`,
+        [now, now, now],
+      );
+      const { changes } = await tx.run(
+        `UPDATE sync_mutations SET state = 'pending', claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+         WHERE state = 'inflight' AND claim_expires_at <= ?`,
+        [now, now],
+      );
+      return changes;
+    });
   }
 
   /**
@@ -495,11 +506,21 @@ export class MutationQueue {
    */
   async clampFutureSchedules(ceilingMs: number, clampToMs: number): Promise<number> {
     const now = this.#clock.now();
-    const { changes } = await this.#storage.run(
-      "UPDATE sync_mutations SET next_attempt_at = ?, updated_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
-      [now + clampToMs, now, now + ceilingMs],
-    );
-    return changes;
+    return this.#storage.transaction('immediate', async (tx) => {
+      // Scheduled "in the future" relative to a clock that has since gone back: keep the delay
+      // that was asked for (at most the ceiling), counted from now. A mutation that was due stays
+      // due, instead of waiting for the clock to catch up.
+      const rebased = await tx.run(
+        `UPDATE sync_mutations SET next_attempt_at = ? + MIN(?, MAX(0, next_attempt_at - updated_at)), updated_at = ?
+         WHERE state = 'pending' AND updated_at > ?`,
+        [now, ceilingMs, now, now],
+      );
+      const clamped = await tx.run(
+        "UPDATE sync_mutations SET next_attempt_at = ?, updated_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+        [now + clampToMs, now, now + ceilingMs],
+      );
+      return rebased.changes + clamped.changes;
+    });
   }
 
   /**

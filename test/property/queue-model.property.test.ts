@@ -614,8 +614,13 @@ class RecoverExpiredCommand implements QueueCommand {
     let expected = 0;
     for (const row of model.rows) {
       if (row.state !== 'inflight' || row.claimExpiresAt === null) continue;
-      // Expired, or claimed "in the future" because the wall clock went back.
-      if (row.claimExpiresAt <= model.now || row.updatedAt > model.now) {
+      // Claimed "in the future" because the wall clock went back: re-based on the new clock with
+      // the time it had left.
+      if (row.updatedAt > model.now) {
+        row.claimExpiresAt = model.now + Math.max(0, row.claimExpiresAt - row.updatedAt);
+        row.updatedAt = model.now;
+      }
+      if (row.claimExpiresAt <= model.now) {
         row.state = 'pending';
         row.claimToken = null;
         row.claimExpiresAt = null;
