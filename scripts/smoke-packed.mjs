@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Install the packed tarball into a fresh project WITHOUT the optional peers, then require() and
 // import() every subpath: what a user gets from npm must load on plain Node, CJS and ESM alike,
-// and importing the core must not pull in better-sqlite3, sql.js or undici.
-import { execFileSync } from 'node:child_process';
+// and importing the core must not pull in better-sqlite3, sql.js or undici. The `sync-core` bin
+// must start there too, and say that a command needing better-sqlite3 needs it.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +58,32 @@ try {
     : [];
   process.stdout.write(run(process.execPath, [...noRequireEsm, '-e', cjs], project));
   process.stdout.write(run(process.execPath, ['--input-type=module', '-e', esm], project));
+
+  // The bin, as a user runs it: `npx sync-core …` from the project.
+  const help = run('npx', ['--no', '--', 'sync-core', '--help'], project);
+  for (const command of ['inspect', 'retry', 'discard', 'serve']) {
+    if (!help.includes(command)) throw new Error(`sync-core --help does not list ${command}:\n${help}`);
+  }
+  const version = run('npx', ['--no', '--', 'sync-core', '--version'], project).trim();
+  if (version !== pkg.version)
+    throw new Error(`sync-core --version printed ${version}, expected ${pkg.version}`);
+  writeFileSync(join(project, 'app.db'), '');
+  const inspect = spawnSync('npx', ['--no', '--', 'sync-core', 'inspect', 'app.db'], {
+    cwd: project,
+    encoding: 'utf8',
+  });
+  // npm itself may print warnings of its own (`npm warn …`); the CLI's error is one line.
+  const errors = inspect.stderr.split('\n').filter((line) => line !== '' && !line.startsWith('npm '));
+  if (
+    inspect.status === 0 ||
+    errors.length !== 1 ||
+    !/^sync-core: inspect needs better-sqlite3\b/.test(errors[0])
+  ) {
+    throw new Error(
+      `sync-core inspect without better-sqlite3: expected a one-line error, got status ${inspect.status}:\n${inspect.stderr}`,
+    );
+  }
+  console.log(`bin ok: npx sync-core --help, --version (${version}), inspect without better-sqlite3 says so`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
