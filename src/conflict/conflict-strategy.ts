@@ -63,7 +63,15 @@ export interface Conflict {
   readonly serverVersion: Version | null;
   readonly createdAt: number;
   /** When resolved, how; `null` while it waits for the user. */
-  readonly resolution: 'local' | 'server' | 'merged' | 'server-wins' | 'client-wins' | 'merge' | null;
+  readonly resolution:
+    | 'local'
+    | 'server'
+    | 'merged'
+    | 'discarded'
+    | 'server-wins'
+    | 'client-wins'
+    | 'merge'
+    | null;
   readonly resolvedAt: number | null;
 }
 

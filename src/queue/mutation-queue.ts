@@ -684,7 +684,21 @@ export class MutationQueue {
           `cannot discard ${inflight.length} mutation(s) being sent (first: ${inflight[0]!.id}); retry after the run ends`,
         );
       }
-      for (const row of rows) await tx.run('DELETE FROM sync_mutations WHERE seq = ?', [row.seq]);
+      const now = this.#clock.now();
+      for (const row of rows) {
+        await tx.run('DELETE FROM sync_mutations WHERE seq = ?', [row.seq]);
+        if (row.state === 'conflict') {
+          // The user dealt with the conflict by dropping the change: it is no longer open.
+          await tx.run(
+            "UPDATE sync_conflicts SET resolved_at = ?, resolution = 'discarded' WHERE mutation_id = ? AND resolved_at IS NULL",
+            [now, row.id],
+          );
+          await tx.run('UPDATE sync_notices SET seen_at = ? WHERE dedupe_key = ? AND seen_at IS NULL', [
+            now,
+            `conflict:${row.id}`,
+          ]);
+        }
+      }
       return rows.map((row) => row.id);
     });
   }

@@ -103,6 +103,16 @@ describe('conflict strategies against the reference server', () => {
     });
   });
 
+  it('discarding a conflicted mutation closes its conflict and its notice', async () => {
+    const { engine } = await client({ contact: {} });
+    const stale = await staleUpdate(engine);
+    await engine.runOnce();
+    expect(await engine.conflicts()).toHaveLength(1);
+    await engine.queue.discard([stale.id]);
+    expect(await engine.conflicts()).toEqual([]);
+    expect((await engine.status.unseenNotices()).filter((n) => n.kind === 'conflict')).toEqual([]);
+  });
+
   it('server-wins: the local change is dropped, later mutations of the record proceed', async () => {
     const { engine } = await client({ contact: { conflict: 'server-wins' } });
     const events: ConflictDetectedEvent[] = [];
