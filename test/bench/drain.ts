@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { SynchronousLevel } from 'sync-core/better-sqlite3';
-import { Agent, request } from 'undici';
+import { Agent, request, fetch as undiciFetch } from 'undici';
 import { type ReferenceServer, startServer } from '../../examples/server/index.js';
 import { copyDb, openEngine, openRawDb, queueTemplate, SCOPE, SCOPE_KEY } from './fixtures.js';
 import { type BenchRow, interleave, msSince, pairedRatio, tempDir } from './lib.js';
@@ -25,8 +25,32 @@ async function withServer<T>(fn: (server: ReferenceServer, token: string) => Pro
 /** Options of the drain programs, for what-if experiments (tmp/ profiling scripts). */
 export interface DrainVariant {
   readonly synchronous?: SynchronousLevel;
+  /** REST mode only: requests in flight at once (the adapter's `restConcurrency`). @default 4 */
+  readonly restConcurrency?: number;
+  /**
+   * Raw programs only: the HTTP client. `'fetch'` is undici's WHATWG `fetch` on the same pool, the
+   * client sync-core's fetch adapter gets here: it separates the cost of `fetch` itself from the
+   * engine's own (a what-if; the benchmark's baselines use `request`). @default 'request'
+   */
+  readonly rawClient?: 'request' | 'fetch';
   /** Runs on the database copy before it is opened. */
   readonly prepare?: (file: string) => void;
+}
+
+/** POST `body` with undici's `request` or `fetch` on `dispatcher`; resolves the status and the JSON body. */
+async function post(
+  client: 'request' | 'fetch',
+  url: string,
+  dispatcher: Agent,
+  headers: Record<string, string>,
+  body: string,
+): Promise<{ status: number; json: unknown }> {
+  if (client === 'fetch') {
+    const response = await undiciFetch(url, { method: 'POST', dispatcher, headers, body });
+    return { status: response.status, json: await response.json() };
+  }
+  const response = await request(url, { method: 'POST', dispatcher, headers, body });
+  return { status: response.statusCode, json: await response.body.json() };
 }
 
 export function engineDrain(
@@ -50,7 +74,7 @@ export function engineDrain(
                 token,
                 mode: 'rest',
                 rest: { activity: { path: '/rest/activity' } },
-                restConcurrency: 4,
+                restConcurrency: variant.restConcurrency ?? 4,
               }
             : { baseUrl: server.url, token },
         batch: { maxCount: 100 },
@@ -125,18 +149,19 @@ export function rawDrain(template: string, count: number, variant: DrainVariant 
               clientTime: new Date(row.created_at).toISOString(),
             })),
           });
-          const response = await request(url, {
-            method: 'POST',
+          const response = await post(
+            variant.rawClient ?? 'request',
+            url,
             dispatcher,
-            headers: {
+            {
               'content-type': 'application/json',
               accept: 'application/json',
               authorization: `Bearer ${token}`,
             },
             body,
-          });
-          if (response.statusCode !== 200) throw new Error(`raw drain: HTTP ${response.statusCode}`);
-          const { results } = (await response.body.json()) as { results: { id: string; status: string }[] };
+          );
+          if (response.status !== 200) throw new Error(`raw drain: HTTP ${response.status}`);
+          const { results } = response.json as { results: { id: string; status: string }[] };
           const seqById = new Map(rows.map((row) => [row.id, row.seq]));
           const confirmed: number[] = [];
           for (const result of results) {
@@ -158,13 +183,91 @@ export function rawDrain(template: string, count: number, variant: DrainVariant 
     });
 }
 
+/**
+ * The raw REST loop: the same claim of 100 rows, then one `POST /rest/activity` per row with undici's
+ * pooled `request` (the headers sync-core's REST mode sends: Idempotency-Key, X-Client-Id,
+ * X-Entity-Id, a Bearer token), `concurrency` at once, then one transaction deleting the confirmed rows.
+ */
+export function rawRestDrain(
+  template: string,
+  count: number,
+  variant: DrainVariant = {},
+): () => Promise<number> {
+  const concurrency = variant.restConcurrency ?? 4;
+  return () =>
+    withServer(async (server, token) => {
+      const { dir, remove } = tempDir();
+      const file = join(dir, 'q.db');
+      copyDb(template, file);
+      const db = await openRawDb(file, 'FULL');
+      const dispatcher = new Agent({ connections: 8, keepAliveTimeout: 10_000 });
+      try {
+        const claim = db.prepare(`UPDATE sync_mutations
+          SET state = 'inflight', claim_token = ?, claim_expires_at = ?, sent = 1, updated_at = ?
+          WHERE seq IN (SELECT seq FROM sync_mutations
+            WHERE scope = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT 100)
+          RETURNING seq, id, key, entity, entity_id, op, data`);
+        const remove1 = db.prepare('DELETE FROM sync_mutations WHERE seq = ?');
+        const removeAll = db.transaction((seqs: number[]) => {
+          for (const seq of seqs) remove1.run(seq);
+        });
+        const clientId = randomUUID();
+        const runToken = randomUUID();
+        const url = `${server.url}/rest/activity`;
+        let pushed = 0;
+        const start = process.hrtime.bigint();
+        for (;;) {
+          const now = Date.now();
+          const rows = claim.all(runToken, now + 60_000, now, SCOPE_KEY, now) as ClaimedRow[];
+          if (rows.length === 0) break;
+          rows.sort((a, b) => a.seq - b.seq);
+          const confirmed: number[] = [];
+          let next = 0;
+          const worker = async () => {
+            for (let i = next++; i < rows.length; i = next++) {
+              const row = rows[i]!;
+              const response = await post(
+                variant.rawClient ?? 'request',
+                url,
+                dispatcher,
+                {
+                  'content-type': 'application/json',
+                  accept: 'application/json',
+                  authorization: `Bearer ${token}`,
+                  'idempotency-key': row.key,
+                  'x-client-id': clientId,
+                  'x-entity-id': row.entity_id,
+                },
+                row.data ?? '{}',
+              );
+              if (response.status !== 201 && response.status !== 200) {
+                throw new Error(`raw REST drain: HTTP ${response.status}`);
+              }
+              confirmed.push(row.seq);
+            }
+          };
+          await Promise.all(Array.from({ length: Math.min(concurrency, rows.length) }, worker));
+          removeAll(confirmed);
+          pushed += confirmed.length;
+        }
+        const ms = msSince(start);
+        if (pushed !== count) throw new Error(`raw REST drain: pushed ${pushed} of ${count}`);
+        return count / (ms / 1000);
+      } finally {
+        db.close();
+        await dispatcher.close();
+        remove();
+      }
+    });
+}
+
 export async function benchDrain(options: {
   runs: number;
   full: boolean;
   log: (line: string) => void;
 }): Promise<BenchRow[]> {
   const count = options.full ? 100_000 : 20_000;
-  const restCount = 5_000;
+  const restCount = options.full ? 20_000 : 5_000;
   const warm = 2_000;
   options.log(`drain: building queued databases (${count}, ${restCount}, ${warm})`);
   const [template, restTemplate, warmTemplate] = [
@@ -176,6 +279,7 @@ export async function benchDrain(options: {
   await engineDrain(warmTemplate, warm, 'protocol')();
   await rawDrain(warmTemplate, warm)();
   await engineDrain(warmTemplate, warm, 'rest')();
+  await rawRestDrain(warmTemplate, warm)();
   options.log(`drain protocol v1: N = ${count} per run`);
   const result = await interleave(
     { 'sync-core': engineDrain(template, count, 'protocol'), raw: rawDrain(template, count) },
@@ -184,17 +288,19 @@ export async function benchDrain(options: {
   );
   options.log(`drain REST mode: N = ${restCount} per run`);
   const rest = await interleave(
-    { 'sync-core rest': engineDrain(restTemplate, restCount, 'rest') },
-    options.runs,
     {
-      warmup: false,
-      log: options.log,
+      'sync-core rest': engineDrain(restTemplate, restCount, 'rest'),
+      'raw rest': rawRestDrain(restTemplate, restCount),
     },
+    options.runs,
+    { warmup: false, log: options.log },
   );
   const ratio = pairedRatio(result['sync-core'], result.raw);
+  const restRatio = pairedRatio(rest['sync-core rest'], rest['raw rest']);
+  const label = (n: number) => `${n / 1000}k`;
   return [
     {
-      name: `drain ${count / 1000}k protocol sync-core`,
+      name: `drain ${label(count)} protocol sync-core`,
       unit: 'mut/s',
       summary: result['sync-core'],
       ratio,
@@ -204,16 +310,24 @@ export async function benchDrain(options: {
       notes: `runOnce(), batch 100, undici fetch + Agent, reference server in-process, synchronous=FULL`,
     },
     {
-      name: `drain ${count / 1000}k protocol raw`,
+      name: `drain ${label(count)} protocol raw`,
       unit: 'mut/s',
       summary: result.raw,
       notes: 'UPDATE … RETURNING 100, undici request, DELETE in one transaction',
     },
     {
-      name: `drain ${restCount / 1000}k REST sync-core`,
+      name: `drain ${label(restCount)} REST sync-core`,
       unit: 'mut/s',
       summary: rest['sync-core rest'],
+      ratio: restRatio,
+      ratioNote: 'median over runs of sync-core REST ÷ raw REST mutations/s of the same round',
       notes: "mode 'rest', one POST /rest/activity per mutation, restConcurrency 4",
+    },
+    {
+      name: `drain ${label(restCount)} REST raw`,
+      unit: 'mut/s',
+      summary: rest['raw rest'],
+      notes: 'claim 100 as above, one undici request POST per row, 4 at once, DELETE in one transaction',
     },
   ];
 }

@@ -10,6 +10,7 @@ import { createSyncEngine, type MutationInput, type Scope, type SyncEngine } fro
 import { createBetterSqlite3Storage, type SynchronousLevel } from 'sync-core/better-sqlite3';
 import { createFetchNetwork, type FetchNetworkOptions } from 'sync-core/fetch';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { uuidV7 } from '../../src/queue/ids.js';
 import { scopeKey } from '../../src/queue/scope.js';
 import { tempDir } from './lib.js';
 
@@ -73,8 +74,10 @@ export async function openRawDb(
 }
 
 /**
- * The raw INSERT of the same row the engine stores: same columns and values (a UUID id and
- * idempotency key, the scope key, the JSON payload and its byte length, the timestamps).
+ * The raw INSERT of the same row the engine stores: same columns and values (a time-ordered UUIDv7
+ * id as the engine makes, a random UUIDv4 idempotency key, the scope key, the JSON payload and its
+ * byte length, the timestamps). The id matters: `id` has a UNIQUE index, and random v4 ids would
+ * land all over it (slower inserts) where the engine's v7 ids append.
  */
 export function rawInserter(db: Database.Database) {
   const stmt = db.prepare(`INSERT INTO sync_mutations
@@ -84,7 +87,7 @@ export function rawInserter(db: Database.Database) {
     const data = JSON.stringify(input.data);
     const now = Date.now();
     stmt.run(
-      randomUUID(),
+      uuidV7(now, Math.random),
       randomUUID(),
       SCOPE_KEY,
       input.entity,
@@ -171,10 +174,52 @@ export async function queueTemplate(count: number): Promise<string> {
   return file;
 }
 
+const rawTemplates = new Map<number, string>();
+
+/**
+ * Like {@link queueTemplate}, built fast for large backlogs (the 1M memory run): an engine creates
+ * the database (schema, client id) and queues the first mutation; the rest are inserted with the
+ * raw prepared INSERT of {@link rawInserter} (the same row the engine stores) in one transaction,
+ * with `synchronous = OFF` and the secondary indexes dropped while filling (built again after).
+ */
+export async function rawQueueTemplate(count: number): Promise<string> {
+  const known = rawTemplates.get(count);
+  if (known) return known;
+  templateDir ??= tempDir('sync-core-bench-templates-');
+  const file = join(templateDir.dir, `raw-queue-${count}.db`);
+  await fillQueue(file, 1);
+  const db = new Database(file);
+  try {
+    // No rollback journal while filling a throwaway file; WAL again at the end, as the engine sets it.
+    db.pragma('journal_mode = OFF');
+    db.pragma('synchronous = OFF');
+    db.pragma('cache_size = -262144'); // 256 MiB: the random `key` values stay in cache
+    // Secondary indexes are dropped while filling and built again after (one sort each, far faster
+    // than updating them row by row); the file ends up with the same schema.
+    const indexes = db
+      .prepare(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sync_mutations' AND sql IS NOT NULL",
+      )
+      .all() as { name: string; sql: string }[];
+    const insert = rawInserter(db);
+    db.transaction(() => {
+      for (const index of indexes) db.exec(`DROP INDEX ${index.name}`);
+      for (let i = 1; i < count; i++) insert(mutation(i));
+      for (const index of indexes) db.exec(index.sql);
+    }).immediate();
+    db.pragma('journal_mode = WAL');
+  } finally {
+    db.close();
+  }
+  rawTemplates.set(count, file);
+  return file;
+}
+
 export function removeTemplates(): void {
   templateDir?.remove();
   templateDir = undefined;
   templates.clear();
+  rawTemplates.clear();
 }
 
 /** Copy a closed database (its WAL too, should one be left) to `target`. */

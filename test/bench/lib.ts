@@ -161,11 +161,16 @@ const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loade
  * Run a TypeScript file in a child Node process through tsx (as test/docs/readme.test.ts does) and
  * resolve with its stdout. Asynchronous, so servers in this process keep answering meanwhile.
  */
-export function runTsChild(file: string, args: readonly string[], nodeArgs: readonly string[] = []) {
+export function runTsChild(
+  file: string,
+  args: readonly string[],
+  nodeArgs: readonly string[] = [],
+  options: { readonly env?: Record<string, string>; readonly onStderrLine?: (line: string) => void } = {},
+) {
   return new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, '--import', tsxLoader, file, ...args], {
       cwd: root,
-      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'tsconfig.json'), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -173,8 +178,15 @@ export function runTsChild(file: string, args: readonly string[], nodeArgs: read
     child.stdout.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
     });
+    let partial = '';
     child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
+      const text = chunk.toString();
+      stderr += text;
+      if (options.onStderrLine) {
+        const lines = (partial + text).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) options.onStderrLine(line);
+      }
     });
     child.on('error', reject);
     child.on('close', (code) => {

@@ -2,8 +2,8 @@
  * `npm run bench`: sync-core against raw baselines, on this machine. Not part of `npm test`.
  *
  *   npm run bench                     default sizes (a few minutes)
- *   npm run bench -- --full           drain 100,000 and the 1M-backlog memory run
- *   npm run bench -- --only=enqueue   one group: enqueue, drain, startup, memory (comma-separated)
+ *   npm run bench -- --full           drain 100,000, the 1M-backlog memory run, REST c1 in the peer group
+ *   npm run bench -- --only=enqueue   groups: enqueue, drain, peer, startup, memory, fleet (comma-separated)
  *   npm run bench -- --runs=7         runs per figure (default 5, at least 5 recommended)
  *
  * Prints one table and writes bench-results/bench.json. docs/performance.md explains the figures.
@@ -13,8 +13,10 @@ import { join } from 'node:path';
 import { benchDrain } from './drain.js';
 import { benchEnqueue } from './enqueue.js';
 import { removeTemplates } from './fixtures.js';
+import { benchFleet, FLEET, type FleetVariantResult, printFleetTable } from './fleet.js';
 import { type BenchRow, machine, msSince, printTable, root } from './lib.js';
 import { benchMemory } from './memory.js';
+import { benchPeer } from './peer.js';
 import { benchStartup } from './startup.js';
 
 const args = process.argv.slice(2);
@@ -31,11 +33,17 @@ const log = (line: string) => {
   if (!quiet) console.error(line);
 };
 
+let fleet: { variants: FleetVariantResult[]; ms: number } | undefined;
 const groups: Record<string, () => Promise<BenchRow[]>> = {
   enqueue: () => benchEnqueue({ runs, log }),
   drain: () => benchDrain({ runs, log, full }),
+  peer: () => benchPeer({ runs, log, full }),
   startup: () => benchStartup({ runs, log }),
   memory: () => benchMemory({ runs, log, full }),
+  fleet: async () => {
+    fleet = benchFleet({ runs, log });
+    return [];
+  },
 };
 
 const started = process.hrtime.bigint();
@@ -59,7 +67,16 @@ try {
 const totalMs = Math.round(msSince(started));
 
 console.log(`\n${printTable(rows)}\n`);
-console.log(`total ${(totalMs / 1000).toFixed(0)} s; ratio = sync-core ÷ raw (see docs/performance.md)`);
+if (fleet) {
+  console.log(
+    `Fleet: ${FLEET.devices.toLocaleString('en-US')} devices, ${FLEET.outageMs / 3_600_000} h outage, server accepts ${FLEET.capacityPerSecond} requests/s (429 beyond), ` +
+      `1–${FLEET.maxMutations} mutations per device; median (min–max) over ${runs} seeds; ${(fleet.ms / 1000).toFixed(1)} s simulated in-process\n`,
+  );
+  console.log(`${printFleetTable(fleet.variants)}\n`);
+}
+console.log(
+  `total ${(totalMs / 1000).toFixed(0)} s; ratio = sync-core ÷ baseline (raw, workbox, or the 10k memory run; see docs/performance.md)`,
+);
 
 const outDir = join(root, 'bench-results');
 mkdirSync(outDir, { recursive: true });
@@ -87,6 +104,24 @@ writeFileSync(
         pass: row.pass ?? null,
         notes: row.notes ?? null,
       })),
+      fleet: fleet
+        ? {
+            setup: FLEET,
+            simulatedInMs: Math.round(fleet.ms),
+            variants: fleet.variants.map((v) => ({
+              scenario: v.scenario,
+              jitter: v.jitter,
+              retryAfterS: v.retryAfterS ?? null,
+              peakRequestsPerS: v.peak,
+              drainS: v.drain,
+              medianDeviceS: v.medianDevice,
+              firstRequestS: v.firstRequest,
+              rejected: v.rejected,
+              accepted: v.accepted,
+              outageRuns: v.outageRuns,
+            })),
+          }
+        : null,
     },
     null,
     2,
