@@ -709,6 +709,33 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     }
   }
 
+  /**
+   * The persisted run-level Retry-After, re-based on the current clock when it was set "in the
+   * future" (the wall clock went back), and never further ahead than the Retry-After ceiling.
+   */
+  async #notBefore(stored: string | undefined): Promise<number> {
+    if (stored === undefined) return 0;
+    let parsed: { until: number; setAt: number } | number;
+    try {
+      parsed = JSON.parse(stored) as { until: number; setAt: number } | number;
+    } catch {
+      return 0;
+    }
+    const now = this.#clock.now();
+    const { until, setAt } = typeof parsed === 'number' ? { until: parsed, setAt: now } : parsed;
+    const ceiling = this.#retryAfterCeilingMs;
+    if (setAt <= now) return Math.min(until, now + ceiling);
+    // Set "in the future": the clock went back. Keep the delay that was left, from now, and store
+    // the re-based value so it is not re-based again (and again) on every read.
+    const rebased = now + Math.min(Math.max(0, until - setAt), ceiling);
+    await this.#storage
+      .run("UPDATE sync_meta SET value = ? WHERE key = 'not_before'", [
+        JSON.stringify({ until: rebased, setAt: now }),
+      ])
+      .catch(() => undefined);
+    return rebased;
+  }
+
   async nextRunRequest(): Promise<RunRequest | null> {
     this.#assertOpen('nextRunRequest');
     return this.#decide();
@@ -737,7 +764,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     ]);
     const paused = meta.some((row) => row.key === 'auth_paused' && row.value === key);
     const offlineRuns = Number(meta.find((row) => row.key === 'offline_runs')?.value ?? 0);
-    const notBefore = Number(meta.find((row) => row.key === 'not_before')?.value ?? 0);
+    const notBefore = await this.#notBefore(meta.find((row) => row.key === 'not_before')?.value);
     return decideNextRun({
       now: this.#clock.now(),
       report: this.#lastReport,
@@ -842,7 +869,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
         return trivial('auth-required');
       // A server's Retry-After that stopped an earlier run (in this process or another) holds for
       // every mutation, including those that run never reached (DESIGN.md invariant 4).
-      const notBefore = Number(meta.find((row) => row.key === 'not_before')?.value ?? 0);
+      const notBefore = await this.#notBefore(meta.find((row) => row.key === 'not_before')?.value);
       if (notBefore > this.#clock.now()) return trivial('throttled', { nextDueAt: notBefore });
       if (run.isStopping) return trivial('aborted');
       if (!(await this.#lease.acquire(run.runId))) return trivial('busy');

@@ -332,7 +332,8 @@ export class SyncRun {
         if (this.#notBefore > ctx.clock.now()) {
           await tx.run(
             "INSERT INTO sync_meta (key, value) VALUES ('not_before', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [String(this.#notBefore)],
+            // With the time it was set, so a clock that goes back can re-base it (FAULTS.md 29).
+            [JSON.stringify({ until: this.#notBefore, setAt: ctx.clock.now() })],
           );
         } else if (report.outcome === 'ok') {
           await tx.run("DELETE FROM sync_meta WHERE key = 'not_before'");

@@ -265,7 +265,20 @@ export class MutationQueue {
       );
       return row?.server_id;
     };
-    const entityId = (await lookup(prepared.entity.name, prepared.entityId)) ?? prepared.entityId;
+    // A create names a new record: its client id is not the old record's, even if a record once
+    // created under that id got a server id. Edits of a client id whose new create is still queued
+    // belong to that new record too: they are not translated either.
+    const recreated =
+      prepared.op === 'create' ||
+      (
+        await executor.all<{ n: number }>(
+          "SELECT 1 AS n FROM sync_mutations WHERE scope = ? AND entity = ? AND entity_id = ? AND op = 'create' LIMIT 1",
+          [scope, prepared.entity.name, prepared.entityId],
+        )
+      ).length > 0;
+    const entityId = recreated
+      ? prepared.entityId
+      : ((await lookup(prepared.entity.name, prepared.entityId)) ?? prepared.entityId);
     let data = prepared.data;
     if (
       prepared.entity.references.size > 0 &&
