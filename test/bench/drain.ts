@@ -2,7 +2,9 @@
  * Benchmark 2, drain: N queued mutations sent to the reference server over loopback by
  * `engine.runOnce()` (fetch adapter on undici's pooled `fetch`, batches of 100), against a raw loop
  * over the same server and an identical table: claim 100 rows with one `UPDATE … RETURNING`, POST
- * them with undici's pooled `request` in the protocol-v1 shape, delete the confirmed ones.
+ * them with undici's pooled `request` in the protocol-v1 shape, delete the confirmed ones. The
+ * REST-resource mode (one `POST /rest/activity` per mutation) is compared with the same loop
+ * POSTing one row per request, as many at once as the engine's `restConcurrency`.
  * Each run of either program gets a fresh server and a fresh copy of the same queued database.
  */
 import { randomUUID } from 'node:crypto';
