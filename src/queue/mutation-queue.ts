@@ -268,17 +268,18 @@ export class MutationQueue {
     // A create names a new record: its client id is not the old record's, even if a record once
     // created under that id got a server id. Edits of a client id whose new create is still queued
     // belong to that new record too: they are not translated either.
-    const recreated =
-      prepared.op === 'create' ||
-      (
-        await executor.all<{ n: number }>(
+    let entityId = prepared.entityId;
+    if (prepared.op !== 'create') {
+      const mapped = await lookup(prepared.entity.name, prepared.entityId);
+      // Only when a mapping exists (rare) is it worth asking whether a new create is queued.
+      if (mapped !== undefined) {
+        const recreated = await executor.all<{ n: number }>(
           "SELECT 1 AS n FROM sync_mutations WHERE scope = ? AND entity = ? AND entity_id = ? AND op = 'create' LIMIT 1",
           [scope, prepared.entity.name, prepared.entityId],
-        )
-      ).length > 0;
-    const entityId = recreated
-      ? prepared.entityId
-      : ((await lookup(prepared.entity.name, prepared.entityId)) ?? prepared.entityId);
+        );
+        if (recreated.length === 0) entityId = mapped;
+      }
+    }
     let data = prepared.data;
     if (
       prepared.entity.references.size > 0 &&
