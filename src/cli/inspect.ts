@@ -15,6 +15,7 @@ import {
   type QueueStats,
   type RunRecord,
   type SyncEngine,
+  systemClock,
 } from 'sync-core';
 import { CliError, openDatabase } from './open-database.js';
 import {
@@ -326,7 +327,7 @@ function renderMutation(m: Mutation, conflict: Conflict | undefined, now: number
 export async function inspect(file: string, options: InspectOptions, c: Colors): Promise<string> {
   const db = await openDatabase(file, { command: 'inspect', readonly: true });
   try {
-    const now = Date.now();
+    const now = systemClock.now();
     if (options.id !== undefined) {
       const mutation = await db.engine.queue.get(options.id);
       if (mutation === undefined) {

@@ -2,29 +2,8 @@
  * Run the runnable examples the docs point to (docs/notices.md, docs/conflicts.md, docs/pull.md)
  * exactly as a user would, with tsx, and check what they print line by line.
  */
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/storage-factories.js';
-
-const root = join(__dirname, '..', '..');
-// The example runs from a temporary directory (it writes app.db), so tsx is loaded by its path.
-const tsx = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-
-function runExample(file: string): string {
-  const { dir, remove } = tempDir('sync-core-example-');
-  try {
-    return execFileSync(process.execPath, ['--import', tsx, join(root, file)], {
-      cwd: dir,
-      encoding: 'utf8',
-      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
-      timeout: 60_000,
-    });
-  } finally {
-    remove();
-  }
-}
+import { runExample } from '../helpers/run-example.js';
 
 describe('examples', () => {
   it('next-launch: offline changes synced in the background, then notices, a conflict and a refused change', () => {
