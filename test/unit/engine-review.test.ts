@@ -13,11 +13,11 @@ import {
   type PushResponse,
   type SyncEngine,
   type SyncEngineOptions,
-  type Timers,
 } from 'sync-core';
 import { createBetterSqlite3Storage } from 'sync-core/better-sqlite3';
 import { createSqlJsStorage } from 'sync-core/sql-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { manualTimers } from '../helpers/manual-timers.js';
 import { loadSqlJs, manualClock, seededRandom, tempDir } from '../helpers/storage-factories.js';
 
 type Handler = (request: PushRequest, call: number) => PushResponse | Promise<PushResponse>;
@@ -46,30 +46,6 @@ function untilAborted(request: PushRequest): Promise<PushResponse> {
     if (request.signal.aborted) done();
     else request.signal.addEventListener('abort', done, { once: true });
   });
-}
-
-function manualTimers() {
-  const pending = new Map<number, { at: number; callback: () => void }>();
-  let next = 1;
-  const timers: Timers = {
-    setTimeout(callback, delayMs) {
-      const id = next++;
-      pending.set(id, { at: delayMs, callback });
-      return id;
-    },
-    clearTimeout(handle) {
-      pending.delete(handle as number);
-    },
-  };
-  return {
-    timers,
-    pending,
-    fireAll() {
-      const all = [...pending.values()];
-      pending.clear();
-      for (const t of all) t.callback();
-    },
-  };
 }
 
 function deferred<T = void>() {

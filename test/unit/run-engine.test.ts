@@ -13,11 +13,11 @@ import {
   type RunReport,
   type SyncEngine,
   type SyncEngineOptions,
-  type Timers,
   type TransportFailure,
 } from 'sync-core';
 import { createBetterSqlite3Storage } from 'sync-core/better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { manualTimers } from '../helpers/manual-timers.js';
 import { manualClock, seededRandom } from '../helpers/storage-factories.js';
 
 type Handler = (request: PushRequest, call: number) => PushResponse | Promise<PushResponse>;
@@ -46,30 +46,6 @@ const applyAll: Handler = (request) => ({
   type: 'results',
   results: request.mutations.map((m, i) => ({ id: m.id, status: 'applied', version: i + 1 })),
 });
-
-function manualTimers() {
-  const pending = new Map<number, { at: number; callback: () => void }>();
-  let next = 1;
-  const timers: Timers = {
-    setTimeout(callback, delayMs) {
-      const id = next++;
-      pending.set(id, { at: delayMs, callback });
-      return id;
-    },
-    clearTimeout(handle) {
-      pending.delete(handle as number);
-    },
-  };
-  return {
-    timers,
-    pending,
-    fireAll() {
-      const all = [...pending.values()];
-      pending.clear();
-      for (const t of all) t.callback();
-    },
-  };
-}
 
 const engines: SyncEngine[] = [];
 afterEach(async () => {
