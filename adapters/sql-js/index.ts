@@ -6,14 +6,17 @@
  */
 import {
   ConfigError,
-  type RunResult,
   type SqlExecutor,
-  type SqlParams,
-  type SqlRow,
   type StorageAdapter,
   StorageError,
   type TransactionMode,
 } from 'sync-core';
+import {
+  createSqlJsExecutor,
+  notPersistedError,
+  parsePersistMode,
+  type SqlJsStatements,
+} from './sql-js-executor.js';
 
 /** A value sql.js binds to a parameter. */
 export type SqlJsBindValue = string | number | Uint8Array | null;
@@ -106,25 +109,9 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
   if (persist !== undefined && typeof persist !== 'function') {
     throw new ConfigError('persist: expected a function (image: Uint8Array) => void | Promise<void>');
   }
-  const mode = options.persistMode ?? 'commit';
-  let debounceMs = 0;
-  let maxWaitMs = 0;
-  if (mode !== 'commit') {
-    if (
-      typeof mode !== 'object' ||
-      mode === null ||
-      !Number.isFinite(mode.debounceMs) ||
-      mode.debounceMs < 0
-    ) {
-      throw new ConfigError("persistMode: expected 'commit' or { debounceMs: number ≥ 0, maxWaitMs? }");
-    }
-    debounceMs = mode.debounceMs;
-    maxWaitMs = mode.maxWaitMs ?? debounceMs * 10;
-    if (!Number.isFinite(maxWaitMs) || maxWaitMs < debounceMs) {
-      throw new ConfigError('persistMode.maxWaitMs: expected a number ≥ debounceMs');
-    }
-  }
+  const schedule = parsePersistMode(options.persistMode, { kind: 'commit' });
   const closeDatabase = options.closeDatabase ?? true;
+  const sql = createSqlJsExecutor(() => db);
 
   let inTransaction = false;
   let dirty = false;
@@ -153,13 +140,7 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
     saving = attempt.catch((error: unknown) => {
       if (!dirty) dirtySince = Date.now();
       dirty = true;
-      // The write is committed in memory (it is queued and will be sent): saying "not saved" would
-      // make the app enqueue it again, under a new idempotency key.
-      throw new StorageError(
-        'STORAGE_NOT_PERSISTED',
-        'the write is queued in memory, but saving the database image failed; it is saved again by the next save',
-        { cause: error },
-      );
+      throw notPersistedError(error);
     });
     return saving;
   };
@@ -168,77 +149,40 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
     if (persist === undefined) return;
     if (!dirty) dirtySince = Date.now();
     dirty = true;
-    if (mode === 'commit') return save();
+    if (schedule.kind === 'commit') return save();
     if (timer !== undefined) clearTimeout(timer);
     const waited = Date.now() - dirtySince;
     timer = setTimeout(
       () => void save().catch(() => undefined),
-      Math.max(0, Math.min(debounceMs, maxWaitMs - waited)),
+      Math.max(0, Math.min(schedule.debounceMs, schedule.maxWaitMs - waited)),
     );
     // Never keep a Node process alive just to save: close() and flush() save explicitly.
     (timer as { unref?: () => void }).unref?.();
   };
 
-  let wroteInTransaction = false;
-  const executor = {
-    exec(sql: string): void {
-      db.exec(sql);
-      wroteInTransaction = true;
-    },
-    run(sql: string, params: SqlParams = []): RunResult {
-      db.run(sql, params as SqlJsBindValue[]);
-      wroteInTransaction = true;
-      return { changes: db.getRowsModified() };
-    },
-    all(sql: string, params: SqlParams = []): SqlRow[] {
-      const stmt = db.prepare(sql);
-      try {
-        if (params.length > 0) stmt.bind(params as SqlJsBindValue[]);
-        const rows: SqlRow[] = [];
-        while (stmt.step()) rows.push(stmt.getAsObject() as SqlRow);
-        // An INSERT … RETURNING is a write too.
-        if (!/^\s*select/i.test(sql)) wroteInTransaction = true;
-        return rows;
-      } finally {
-        stmt.free();
-      }
-    },
-  };
-
-  const outside = async <T>(fn: () => T): Promise<T> => {
-    wroteInTransaction = false;
-    const result = fn();
-    if (wroteInTransaction) await afterWrite();
+  const outside = async <T>(fn: (executor: SqlJsStatements) => T): Promise<T> => {
+    const { result, wrote } = sql.statement(fn);
+    if (wrote) await afterWrite();
     return result;
   };
 
   return {
     name: 'sql.js',
-    capabilities: { multiProcess: false, durable: persist !== undefined && mode === 'commit' },
-    exec: (sql) => outside(() => executor.exec(sql)),
-    run: (sql, params) => outside(() => executor.run(sql, params)),
-    all: (sql, params) => outside(() => executor.all(sql, params)),
+    capabilities: { multiProcess: false, durable: persist !== undefined && schedule.kind === 'commit' },
+    exec: (text) => outside((executor) => executor.exec(text)),
+    run: (text, params) => outside((executor) => executor.run(text, params)),
+    all: (text, params) => outside((executor) => executor.all(text, params)),
     async transaction<T>(txMode: TransactionMode, fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
-      db.exec(txMode === 'immediate' ? 'BEGIN IMMEDIATE' : 'BEGIN');
       inTransaction = true;
-      wroteInTransaction = false;
-      let result: T;
+      let outcome: { readonly result: T; readonly wrote: boolean };
       try {
-        result = await fn(executor);
-        db.exec('COMMIT');
-      } catch (error) {
-        try {
-          db.exec('ROLLBACK');
-        } catch {
-          // SQLite already rolled back (e.g. after SQLITE_FULL); nothing is open.
-        }
-        throw error;
+        outcome = await sql.transaction(txMode, fn);
       } finally {
         inTransaction = false;
       }
-      if (wroteInTransaction) await afterWrite();
+      if (outcome.wrote) await afterWrite();
       if (saveAfterTransaction) await save();
-      return result;
+      return outcome.result;
     },
     flush: () => save(),
     async close(): Promise<void> {
