@@ -6,6 +6,9 @@ import { toJsonColumn } from '../storage/json-column.js';
 import type { Decision } from './outcomes.js';
 import type { RunContext } from './sync-run.js';
 
+/** Confirmations whose version is carried over in one statement (4 parameters each, under 999). */
+const REBASE_ROWS_PER_STATEMENT = 200;
+
 /** The app's view of a transaction executor: its own statements only. */
 export function appTransaction(tx: GuardedExecutor): AppTransaction {
   return { run: (sql, params) => tx.run(sql, params), all: (sql, params) => tx.all(sql, params) };
@@ -23,27 +26,38 @@ export async function applyBookkeeping(
 ): Promise<void> {
   const now = ctx.clock.now();
   const synced = new Map<string, number>();
+  const rebased: (string | null)[] = [];
+  for (const d of decisions) {
+    if (d.kind !== 'confirmed') continue;
+    const m = d.mutation;
+    synced.set(m.entity, (synced.get(m.entity) ?? 0) + 1);
+    // Later edits of this record made against the same version as this one (the app read v1,
+    // edited twice) are now based on the version this one produced: without this, the device's
+    // second edit would conflict with its own first.
+    if (d.version !== undefined && m.op !== 'delete') {
+      rebased.push(
+        m.entity,
+        d.assignedId ?? m.entityId,
+        toJsonColumn(m.baseVersion),
+        JSON.stringify(d.version),
+      );
+    }
+  }
+  // One statement per chunk rather than one per confirmation (a drain confirms thousands).
+  const perRow = 4;
+  for (let i = 0; i < rebased.length; i += REBASE_ROWS_PER_STATEMENT * perRow) {
+    const chunk = rebased.slice(i, i + REBASE_ROWS_PER_STATEMENT * perRow);
+    const values = Array.from({ length: chunk.length / perRow }, () => '(?, ?, ?, ?)').join(', ');
+    await tx.run(
+      `WITH v (entity, entity_id, old_version, new_version) AS (VALUES ${values})
+       UPDATE sync_mutations SET base_version = v.new_version FROM v
+       WHERE sync_mutations.scope = ? AND sync_mutations.entity = v.entity AND sync_mutations.entity_id = v.entity_id
+         AND sync_mutations.state = 'pending' AND sync_mutations.base_version IS v.old_version`,
+      [...chunk, scopeKey(ctx.scope)],
+    );
+  }
   for (const d of decisions) {
     const m = d.mutation;
-    if (d.kind === 'confirmed') {
-      synced.set(m.entity, (synced.get(m.entity) ?? 0) + 1);
-      // Later edits of this record made against the same version as this one (the app read v1,
-      // edited twice) are now based on the version this one produced: without this, the device's
-      // second edit would conflict with its own first.
-      if (d.version !== undefined && m.op !== 'delete') {
-        await tx.run(
-          `UPDATE sync_mutations SET base_version = ? WHERE scope = ? AND entity = ? AND entity_id = ?
-             AND state = 'pending' AND base_version IS ?`,
-          [
-            JSON.stringify(d.version),
-            scopeKey(ctx.scope),
-            m.entity,
-            d.assignedId ?? m.entityId,
-            toJsonColumn(m.baseVersion),
-          ],
-        );
-      }
-    }
     if (d.kind === 'failed' && d.outcome.type === 'failed') {
       await ctx.status.addFailed(tx, ctx.scope, m, d.outcome.error.code, d.outcome.error.message);
     }

@@ -130,13 +130,26 @@ const TAIL_SQL = `SELECT ${COLUMNS} FROM sync_mutations
 // Due heads: pending, due, no earlier mutation on the same record (whatever its state: an
 // inflight, failed or conflicted predecessor blocks its record, never the whole queue), and every
 // dependency confirmed (gone from the table).
-const CLAIM_SQL = `SELECT ${COLUMNS} FROM sync_mutations AS m
+const DUE_HEADS = `FROM sync_mutations AS m
   WHERE m.scope = ? AND m.state = 'pending' AND m.next_attempt_at <= ?
     AND NOT EXISTS (SELECT 1 FROM sync_mutations AS p
       WHERE p.scope = m.scope AND p.entity = m.entity AND p.entity_id = m.entity_id AND p.seq < m.seq)
     AND (m.depends_on IS NULL OR NOT EXISTS (
-      SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))
-  ORDER BY m.seq LIMIT ?`;
+      SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))`;
+
+// One statement claims the oldest due heads within the byte budget (the first is taken whatever
+// its size): a single UPDATE is atomic on its own, so no other process can claim a row between
+// the choice and the write, and a claim costs one commit without an explicit transaction.
+// RETURNING gives rows in no particular order; the caller sorts them by seq.
+const CLAIM_SQL = `UPDATE sync_mutations
+  SET state = 'inflight', claim_token = ?, claim_expires_at = ?, sent = 1, updated_at = ?
+  WHERE seq IN (
+    SELECT seq FROM (
+      SELECT m.seq, ROW_NUMBER() OVER (ORDER BY m.seq) AS n,
+        SUM(m.bytes) OVER (ORDER BY m.seq ROWS UNBOUNDED PRECEDING) AS total
+      FROM (SELECT m.seq, m.bytes ${DUE_HEADS} ORDER BY m.seq LIMIT ?) AS m)
+    WHERE n = 1 OR total <= ?)
+  RETURNING ${COLUMNS}`;
 
 function toMutation(row: MutationRow): Mutation {
   return {
@@ -158,6 +171,9 @@ function toMutation(row: MutationRow): Mutation {
     updatedAt: row.updated_at,
   };
 }
+
+/** Ids bound in one `IN (…)` list: under SQLite's smallest default variable limit (999). */
+const MAX_IDS_PER_STATEMENT = 500;
 
 function placeholders(count: number): string {
   return new Array(count).fill('?').join(', ');
@@ -355,25 +371,18 @@ export class MutationQueue {
    * an expiry; a run that dies leaves them to {@link MutationQueue.recoverExpired}.
    */
   async claim(request: ClaimRequest): Promise<Mutation[]> {
-    return this.#storage.transaction('immediate', async (tx) => {
-      const now = this.#clock.now();
-      const rows = await tx.all<MutationRow>(CLAIM_SQL, [scopeKey(request.scope), now, request.maxCount]);
-      let bytes = 0;
-      let take = 0;
-      for (const row of rows) {
-        if (take > 0 && bytes + row.bytes > request.maxBytes) break;
-        bytes += row.bytes;
-        take++;
-      }
-      const claimed = rows.slice(0, take);
-      if (claimed.length === 0) return [];
-      await tx.run(
-        `UPDATE sync_mutations SET state = 'inflight', claim_token = ?, claim_expires_at = ?, sent = 1, updated_at = ?
-         WHERE seq IN (${placeholders(claimed.length)})`,
-        [request.token, now + request.claimTtlMs, now, ...claimed.map((row) => row.seq)],
-      );
-      return claimed.map((row) => toMutation({ ...row, state: 'inflight', sent: 1, updated_at: now }));
-    });
+    const now = this.#clock.now();
+    const rows = await this.#storage.all<MutationRow>(CLAIM_SQL, [
+      request.token,
+      now + request.claimTtlMs,
+      now,
+      scopeKey(request.scope),
+      now,
+      request.maxCount,
+      request.maxBytes,
+    ]);
+    rows.sort((a, b) => a.seq - b.seq);
+    return rows.map(toMutation);
   }
 
   /**
@@ -392,15 +401,23 @@ export class MutationQueue {
       const now = this.#clock.now();
       let recorded = 0;
       const stale: string[] = [];
+      // Confirmations are most of a drain: one DELETE per chunk instead of one per mutation.
+      const deleted = new Set<string>();
+      const removable = entries.filter((e) => e.outcome.type === 'confirmed' || e.outcome.type === 'drop');
+      for (let i = 0; i < removable.length; i += MAX_IDS_PER_STATEMENT) {
+        const chunk = removable.slice(i, i + MAX_IDS_PER_STATEMENT);
+        const rows = await tx.all<{ id: string }>(
+          `DELETE FROM sync_mutations WHERE claim_token = ? AND id IN (${placeholders(chunk.length)}) RETURNING id`,
+          [token, ...chunk.map((e) => e.id)],
+        );
+        for (const row of rows) deleted.add(row.id);
+      }
       for (const { id, outcome } of entries) {
         let changes: number;
         switch (outcome.type) {
           case 'drop':
           case 'confirmed':
-            ({ changes } = await tx.run('DELETE FROM sync_mutations WHERE id = ? AND claim_token = ?', [
-              id,
-              token,
-            ]));
+            changes = deleted.has(id) ? 1 : 0;
             break;
           case 'retry':
             ({ changes } = await tx.run(
@@ -723,9 +740,8 @@ export class MutationQueue {
     condition: string,
   ): Promise<{ seq: number; id: string; state: MutationState }[]> {
     const out: { seq: number; id: string; state: MutationState }[] = [];
-    // Chunks stay under SQLite's smallest default parameter limit (999).
-    for (let i = 0; i < ids.length; i += 500) {
-      const chunk = ids.slice(i, i + 500);
+    for (let i = 0; i < ids.length; i += MAX_IDS_PER_STATEMENT) {
+      const chunk = ids.slice(i, i + MAX_IDS_PER_STATEMENT);
       out.push(
         ...(await tx.all<{ seq: number; id: string; state: MutationState }>(
           `SELECT seq, id, state FROM sync_mutations WHERE id IN (${placeholders(chunk.length)}) AND ${condition} ORDER BY seq`,

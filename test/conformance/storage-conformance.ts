@@ -243,8 +243,14 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
       it('records a batch of results all-or-nothing (FAULTS 4)', async () => {
         const clockLocal = manualClock();
         const inner = await fresh();
-        let failOnDelete = 0;
-        // Fail the third statement of the recording transaction.
+        let failOnWrite = 0;
+        // Fail the n-th write statement of the recording transaction, whether it runs through
+        // run() or all() (DELETE … RETURNING).
+        const failing = (sql: string) => {
+          if (failOnWrite > 0 && /^\s*(DELETE|UPDATE|INSERT)/i.test(sql) && --failOnWrite === 0) {
+            throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+          }
+        };
         const faulty: StorageAdapter = {
           ...inner,
           name: inner.name,
@@ -257,15 +263,12 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
             inner.transaction(mode, (tx) =>
               fn({
                 exec: tx.exec.bind(tx),
-                all: tx.all.bind(tx),
+                all: (sql, params) => {
+                  failing(sql);
+                  return tx.all(sql, params);
+                },
                 run: (sql, params) => {
-                  if (
-                    failOnDelete > 0 &&
-                    /^DELETE FROM sync_mutations WHERE id/.test(sql) &&
-                    --failOnDelete === 0
-                  ) {
-                    throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
-                  }
+                  failing(sql);
                   return tx.run(sql, params);
                 },
               }),
@@ -308,13 +311,27 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
           maxBytes: 1e6,
         });
         expect(claimed).toHaveLength(3);
-        failOnDelete = 3;
+        // Two confirmations (deleted together) and a retry (an update): the update fails after
+        // the deletes went through, and the deletes must roll back with it.
+        failOnWrite = 2;
         await expect(
           queue.record(
             't1',
-            claimed.map((m) => ({ id: m.id, outcome: { type: 'confirmed' } as const })),
+            claimed.map((m, i) => ({
+              id: m.id,
+              outcome:
+                i < 2
+                  ? ({ type: 'confirmed' } as const)
+                  : ({
+                      type: 'retry',
+                      countsAttempt: true,
+                      nextAttemptAt: 0,
+                      error: { code: 'http-503', message: 'unavailable' },
+                    } as const),
+            })),
           ),
         ).rejects.toMatchObject({ code: 'STORAGE_FULL' });
+        expect(failOnWrite).toBe(0);
         // Nothing was recorded: all three still inflight under the claim.
         expect((await queue.stats('all')).inflight).toBe(3);
         const again = await queue.record(
