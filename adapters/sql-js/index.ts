@@ -1,6 +1,7 @@
 /**
  * `sync-core/sql-js`: the storage adapter for browsers, web workers and any JavaScript runtime,
- * over sql.js (SQLite compiled to WebAssembly, in memory) with a persistence hook.
+ * over sql.js (SQLite compiled to WebAssembly, in memory) with a persistence hook, and its IndexedDB
+ * persistence shared safely by tabs and a service worker ({@link openIndexedDbStorage}).
  *
  * @packageDocumentation
  */
@@ -11,12 +12,23 @@ import {
   StorageError,
   type TransactionMode,
 } from 'sync-core';
+
 import {
   createSqlJsExecutor,
   notPersistedError,
   parsePersistMode,
   type SqlJsStatements,
 } from './sql-js-executor.js';
+
+export type {
+  IndexedDbImage,
+  IndexedDbSaveOptions,
+  IndexedDbSnapshot,
+  IndexedDbSnapshotOptions,
+  IndexedDbStorageOptions,
+  SqlJsStatic,
+} from './indexeddb.js';
+export { createIndexedDbSnapshot, openIndexedDbStorage } from './indexeddb.js';
 
 /** A value sql.js binds to a parameter. */
 export type SqlJsBindValue = string | number | Uint8Array | null;
