@@ -275,8 +275,17 @@ export function createIndexedDbSnapshot(
         db = await open();
         tx = db.transaction(STORE, mode, { durability: 'strict' });
       }
-      const read = body(tx.objectStore(STORE), tx);
-      await completion(tx);
+      const completed = completion(tx);
+      let read: () => T;
+      try {
+        read = body(tx.objectStore(STORE), tx);
+      } catch (error) {
+        // Never let a half-issued write commit (the image without its generation).
+        tx.abort();
+        await completed.catch(() => undefined);
+        throw error;
+      }
+      await completed;
       return read();
     } catch (error) {
       throw idbError(error, `${action} ${dbName}`);
@@ -340,6 +349,7 @@ export function createIndexedDbSnapshot(
       }
       const { expectedGeneration } = saveOptions;
       let conflict: { readonly stored: unknown } | undefined;
+      let failure: { readonly error: unknown } | undefined;
       await transact('readwrite', 'saving to', (store, tx) => {
         if (expectedGeneration === undefined) {
           store.put(image, IMAGE_KEY);
@@ -353,12 +363,18 @@ export function createIndexedDbSnapshot(
               tx.abort();
               return;
             }
-            store.put(image, IMAGE_KEY);
-            store.put(generation, GENERATION_KEY);
+            try {
+              store.put(image, IMAGE_KEY);
+              store.put(generation, GENERATION_KEY);
+            } catch (error) {
+              failure = { error };
+              tx.abort();
+            }
           };
         }
         return () => undefined;
       }).catch((error: unknown) => {
+        if (failure !== undefined) throw idbError(failure.error, `saving to ${dbName}`);
         if (conflict === undefined) throw error;
       });
       if (conflict !== undefined) {
@@ -662,7 +678,11 @@ export async function openIndexedDbStorage(
       releaseLock();
       return;
     }
-    if (schedule.kind === 'commit' || isHidden()) return save();
+    if (schedule.kind === 'commit' || isHidden()) {
+      // A call that wrote nothing only retries an earlier failed save: its own result stands.
+      if (!wrote) return save().catch(() => undefined);
+      return save();
+    }
     const waited = Date.now() - dirtySince;
     setTimer(Math.max(0, Math.min(schedule.debounceMs, schedule.maxWaitMs - waited)));
   };
