@@ -49,10 +49,14 @@ export async function applyBookkeeping(
     const chunk = rebased.slice(i, i + REBASE_ROWS_PER_STATEMENT * perRow);
     const values = Array.from({ length: chunk.length / perRow }, () => '(?, ?, ?, ?)').join(', ');
     await tx.run(
+      // CROSS JOIN pins the plan: for each confirmed record, its rows by the record index. Left to
+      // itself, SQLite's planner scans every pending row once the list is longer than a few.
       `WITH v (entity, entity_id, old_version, new_version) AS (VALUES ${values})
-       UPDATE sync_mutations SET base_version = v.new_version FROM v
-       WHERE sync_mutations.scope = ? AND sync_mutations.entity = v.entity AND sync_mutations.entity_id = v.entity_id
-         AND sync_mutations.state = 'pending' AND sync_mutations.base_version IS v.old_version`,
+       UPDATE sync_mutations SET base_version = (SELECT v.new_version FROM v
+         WHERE v.entity = sync_mutations.entity AND v.entity_id = sync_mutations.entity_id)
+       WHERE seq IN (SELECT m.seq FROM v CROSS JOIN sync_mutations AS m
+         WHERE m.scope = ? AND m.entity = v.entity AND m.entity_id = v.entity_id AND m.state = 'pending'
+           AND m.base_version IS v.old_version)`,
       [...chunk, scopeKey(ctx.scope)],
     );
   }
