@@ -18,9 +18,11 @@ const SOURCES: Record<string, string> = {
   'sync-core': here('../../src/index.ts'),
   'sync-core/sql-js': here('../../adapters/sql-js/index.ts'),
   'sync-core/fetch': here('../../adapters/fetch/index.ts'),
+  'sync-core/testing': here('../../src/testing/index.ts'),
 };
 
-const syncCoreFromSource: Plugin = {
+/** An esbuild plugin resolving `sync-core` and its subpaths to this repository's source files. */
+export const syncCoreFromSource: Plugin = {
   name: 'sync-core-from-source',
   setup(build) {
     build.onResolve({ filter: /^sync-core(\/[a-z0-9-]+)?$/ }, (args) => {
