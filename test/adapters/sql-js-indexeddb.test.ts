@@ -16,6 +16,7 @@ import {
   createFakeTimers,
   createFaultyNetwork,
   createModelServer,
+  createSeededRandom,
   describeDelivery,
 } from 'sync-core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -26,7 +27,7 @@ import {
   type SqlJsStorage,
 } from '../../adapters/sql-js/index.js';
 import { describeStorageConformance } from '../conformance/storage-conformance.js';
-import { createInProcessLockManager, type InProcessLockManager } from '../helpers/in-process-lock-manager.js';
+import { createInProcessLockManager } from '../helpers/in-process-lock-manager.js';
 import { loadSqlJs, type StorageFactory } from '../helpers/storage-factories.js';
 
 const LOCK = 'sync-core:q';
@@ -98,7 +99,13 @@ function countImagePuts() {
     if (key === 'image') count++;
     return put.call(this, value, key);
   });
-  return { count: () => count, reset: () => void (count = 0), restore: () => spy.mockRestore() };
+  return {
+    count: () => count,
+    reset: () => {
+      count = 0;
+    },
+    restore: () => spy.mockRestore(),
+  };
 }
 
 async function engineOver(storage: SqlJsStorage, extra: { network?: NetworkAdapter } = {}) {
@@ -271,7 +278,7 @@ describe('sql.js + IndexedDB: a failed save', () => {
     // Another tab cannot take the lock (and then overwrite the unsaved write) until it is saved.
     const tab2 = await openIndexedDbStorage(SQL, { name: 'q', ...shared, persistMode: 'commit' });
     let seen: unknown;
-    const read = tab2.all('SELECT entity_id FROM sync_mutations').then((rows) => {
+    const read = Promise.resolve(tab2.all('SELECT entity_id FROM sync_mutations')).then((rows) => {
       seen = rows;
     });
     await settle();
@@ -313,5 +320,382 @@ describe('sql.js + IndexedDB: a failed save', () => {
     expect([...stored!.image]).toEqual([...first]);
     snapshot.close();
     db.close();
+  });
+});
+
+describe('sql.js + IndexedDB: several contexts (tabs, a service worker) share one queue', () => {
+  /** A network in front of the shared model server that records how many pushes overlap. */
+  function sharedServer() {
+    const server = createModelServer();
+    let sending = 0;
+    let maxSending = 0;
+    return {
+      server,
+      maxSending: () => maxSending,
+      networkFor(clock: ReturnType<typeof createFakeClock>): NetworkAdapter {
+        const inner = createFaultyNetwork(server, { clock });
+        return {
+          async push(request) {
+            sending++;
+            maxSending = Math.max(maxSending, sending);
+            try {
+              // Take a little while on the wire, so that the other contexts' calls interleave.
+              await settle(3);
+              return await inner.push(request);
+            } finally {
+              sending--;
+            }
+          },
+        };
+      },
+    };
+  }
+
+  /** Two tabs and a service worker over one origin, interleaving enqueues and runs, then drained. */
+  async function threeContexts(
+    persistMode: IndexedDbStorageOptions['persistMode'],
+    locks: LockManager = createInProcessLockManager(),
+  ) {
+    const SQL = await loadSqlJs();
+    const { indexedDB } = origin();
+    const wire = sharedServer();
+    const clock = createFakeClock();
+    const timers = createFakeTimers(clock);
+    const contexts = await Promise.all(
+      [1, 2, 3].map(async (seed) => {
+        const storage = await openIndexedDbStorage(SQL, { name: 'q', indexedDB, locks, persistMode });
+        const engine = track(
+          createSyncEngine({
+            storage,
+            entities: { activity: {} },
+            network: wire.networkFor(clock),
+            clock,
+            timers,
+            random: createSeededRandom(seed),
+          }),
+        );
+        await engine.open();
+        await engine.start({ userId: 'u1', orgId: 'o1' });
+        return engine;
+      }),
+    );
+    const [tab1, tab2, worker] = contexts as [SyncEngine, SyncEngine, SyncEngine];
+    const acknowledged: EnqueuedMutation[] = [];
+    const outcomes: string[] = [];
+    await Promise.all([
+      ...[tab1, tab2].map(async (tab, k) => {
+        for (let i = 0; i < 30; i++) {
+          acknowledged.push(await tab.enqueue(create(`tab${k + 1}-${i}`)));
+          if (i % 5 === k) outcomes.push((await tab.runOnce()).outcome);
+        }
+      }),
+      (async () => {
+        for (let i = 0; i < 12; i++) {
+          outcomes.push((await worker.runOnce()).outcome);
+          await settle(2);
+        }
+      })(),
+    ]);
+    for (let i = 0; i < 5; i++) outcomes.push((await worker.runOnce()).outcome);
+    const queued = await tab2.queue.list({ scope: 'all', limit: 1000 });
+    const result = checkDelivery({ enqueued: acknowledged, applied: wire.server.log(), queued });
+    return { wire, outcomes, queued, result };
+  }
+
+  const modes: [string, IndexedDbStorageOptions['persistMode']][] = [
+    ["'commit'", 'commit'],
+    ['the default debounce', undefined],
+    ['a zero debounce', { debounceMs: 0, maxWaitMs: 0 }],
+  ];
+  it.each(modes)(
+    'two tabs and a service worker interleaving enqueues and runs (%s): every acknowledged mutation delivered exactly once, never two runs sending at once (invariants 1, 2, 6)',
+    async (_, persistMode) => {
+      const locks = createInProcessLockManager();
+      const { wire, outcomes, queued, result } = await threeContexts(persistMode, locks);
+      expect(result.ok, `${describeDelivery(result)}\noutcomes: ${outcomes.join(' ')}`).toBe(true);
+      expect(queued).toEqual([]);
+      expect(wire.server.log()).toHaveLength(60);
+      expect(wire.server.stats().duplicates).toBe(0);
+      expect(wire.maxSending()).toBe(1);
+      expect(
+        outcomes.every((o) => o === 'ok' || o === 'busy'),
+        outcomes.join(' '),
+      ).toBe(true);
+      expect(locks.maxHeld(LOCK)).toBe(1);
+      // Runs did overlap in time (some found the lease taken): what the lock has to survive.
+      if (persistMode === 'commit') expect(outcomes).toContain('busy');
+    },
+  );
+
+  it('the same scenario without mutual exclusion (a LockManager granting every request) loses, double-sends or fails its saves: the scenario can fail', async () => {
+    const noLock: LockManager = {
+      request: (async (_name: string, options: unknown, callback?: (lock: Lock | null) => unknown) =>
+        (typeof options === 'function' ? options : callback!)({ name: LOCK, mode: 'exclusive' })) as never,
+      query: async () => ({ held: [], pending: [] }),
+    };
+    const outcome = await threeContexts('commit', noLock).catch((error: unknown) => error);
+    if ('result' in (outcome as object)) {
+      const { wire, result } = outcome as Awaited<ReturnType<typeof threeContexts>>;
+      expect(!result.ok || wire.maxSending() > 1 || wire.server.stats().duplicates > 0).toBe(true);
+    } else {
+      // Or the save's compare-and-set caught two contexts writing at once, and said so.
+      expect(outcome).toMatchObject({ code: 'STORAGE_NOT_PERSISTED', cause: { code: 'STORAGE_BUSY' } });
+    }
+  });
+
+  it('a write in one tab is read by another at its next call (the generation changed, so it reloads)', async () => {
+    const SQL = await loadSqlJs();
+    const shared = origin();
+    const tab1 = track(await engineOver(await openIndexedDbStorage(SQL, { name: 'q', ...shared })));
+    const tab2 = track(await engineOver(await openIndexedDbStorage(SQL, { name: 'q', ...shared })));
+    const a = await tab1.enqueue(create('a1'));
+    const b = await tab2.enqueue(create('a2'));
+    expect((await tab1.queue.list()).map((m) => m.id)).toEqual([a.id, b.id]);
+    await tab1.queue.discard([a.id]);
+    expect((await tab2.queue.list()).map((m) => m.id)).toEqual([b.id]);
+  });
+});
+
+describe('sql.js + IndexedDB: options', () => {
+  it('without Web Locks and without singleContext: a ConfigError, nothing opened', async () => {
+    const SQL = await loadSqlJs();
+    const { indexedDB } = origin();
+    const failure = await openIndexedDbStorage(SQL, { name: 'q', indexedDB }).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ConfigError);
+    expect((failure as Error).message).toMatch(/singleContext: true/);
+  });
+
+  it('singleContext: true runs without Web Locks, and a second context saving over it fails loudly instead of overwriting', async () => {
+    const SQL = await loadSqlJs();
+    const { indexedDB } = origin();
+    const one = await openIndexedDbStorage(SQL, {
+      name: 'q',
+      indexedDB,
+      singleContext: true,
+      persistMode: { debounceMs: 60_000, maxWaitMs: 600_000 },
+    });
+    await one.exec('CREATE TABLE t (v INTEGER)');
+    await one.flush();
+    await one.run('INSERT INTO t VALUES (?)', [1]); // not saved yet
+    // A misuse: a second context opens the same queue without locks, and saves first.
+    const two = await openIndexedDbStorage(SQL, {
+      name: 'q',
+      indexedDB,
+      singleContext: true,
+      persistMode: 'commit',
+    });
+    await two.run('INSERT INTO t VALUES (?)', [2]);
+    // The first context's save finds a generation it did not write: it refuses to overwrite.
+    await expect(one.flush()).rejects.toMatchObject({
+      code: 'STORAGE_NOT_PERSISTED',
+      cause: { code: 'STORAGE_BUSY' },
+    });
+    const stored = await createIndexedDbSnapshot('q', { indexedDB }).load();
+    const db = new SQL.Database(stored!.image);
+    expect(db.exec('SELECT v FROM t')[0]?.values).toEqual([[2]]);
+    db.close();
+    await two.close();
+  });
+
+  it('rejects invalid options with a ConfigError naming the option', async () => {
+    const SQL = await loadSqlJs();
+    const { indexedDB, locks } = origin();
+    const bad: [unknown, RegExp][] = [
+      [{ name: '', indexedDB, locks }, /^name: expected a non-empty string/],
+      [{ name: 7, indexedDB, locks }, /^name: expected a non-empty string, got number/],
+      [{ name: 'q', indexedDB, locks, persistMode: { debounceMs: -1 } }, /^persistMode/],
+      [
+        { name: 'q', indexedDB, locks, persistMode: { debounceMs: 10, maxWaitMs: 5 } },
+        /^persistMode.maxWaitMs/,
+      ],
+      [{ name: 'q', indexedDB, locks: {} }, /^locks: expected a LockManager/],
+      [{ name: 'q', indexedDB, locks, flushOnPageHide: 'yes' }, /^flushOnPageHide: expected a boolean/],
+      [{ name: 'q', indexedDB: {}, locks }, /^indexedDB: expected an IDBFactory/],
+      [undefined, /^options: expected an object/],
+    ];
+    for (const [options, message] of bad) {
+      const failure = await openIndexedDbStorage(SQL, options as IndexedDbStorageOptions).catch(
+        (e: unknown) => e,
+      );
+      expect(failure, String(message)).toBeInstanceOf(ConfigError);
+      expect((failure as Error).message).toMatch(message);
+    }
+    await expect(openIndexedDbStorage({} as never, { name: 'q', indexedDB, locks })).rejects.toBeInstanceOf(
+      ConfigError,
+    );
+    expect(() => createIndexedDbSnapshot('', { indexedDB })).toThrow(ConfigError);
+  });
+});
+
+describe('sql.js + IndexedDB: page lifecycle', () => {
+  function fakePage() {
+    const win = new EventTarget();
+    const doc = Object.assign(new EventTarget(), { visibilityState: 'visible' as DocumentVisibilityState });
+    vi.stubGlobal('document', doc);
+    vi.stubGlobal('addEventListener', win.addEventListener.bind(win));
+    vi.stubGlobal('removeEventListener', win.removeEventListener.bind(win));
+    return {
+      hide() {
+        doc.visibilityState = 'hidden';
+        doc.dispatchEvent(new Event('visibilitychange'));
+      },
+      show() {
+        doc.visibilityState = 'visible';
+        doc.dispatchEvent(new Event('visibilitychange'));
+      },
+      pagehide: () => win.dispatchEvent(new Event('pagehide')),
+    };
+  }
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('in a document, hiding the page saves pending writes and releases the lock; writes while hidden save at once', async () => {
+    const SQL = await loadSqlJs();
+    const page = fakePage();
+    const shared = origin();
+    const puts = countImagePuts();
+    const storage = await openIndexedDbStorage(SQL, {
+      name: 'q',
+      ...shared,
+      persistMode: { debounceMs: 60_000, maxWaitMs: 600_000 },
+    });
+    await storage.exec('CREATE TABLE t (v INTEGER)');
+    expect(puts.count()).toBe(0);
+    expect(shared.locks.held(LOCK)).toBe(true);
+    page.hide();
+    await settle();
+    expect(puts.count()).toBe(1);
+    expect(shared.locks.held(LOCK)).toBe(false);
+    // Hidden: timers may be throttled or the tab frozen, so no debounce.
+    await storage.run('INSERT INTO t VALUES (1)');
+    expect(puts.count()).toBe(2);
+    expect(shared.locks.held(LOCK)).toBe(false);
+    page.show();
+    await storage.run('INSERT INTO t VALUES (2)');
+    expect(puts.count()).toBe(2);
+    page.pagehide();
+    await settle();
+    expect(puts.count()).toBe(3);
+    await storage.close();
+    // The listeners went with close(): a later pagehide touches nothing.
+    page.pagehide();
+    await settle();
+    expect(puts.count()).toBe(3);
+  });
+
+  it('flushOnPageHide: false leaves page events alone', async () => {
+    const SQL = await loadSqlJs();
+    const page = fakePage();
+    const shared = origin();
+    const puts = countImagePuts();
+    const storage = await openIndexedDbStorage(SQL, {
+      name: 'q',
+      ...shared,
+      persistMode: { debounceMs: 60_000, maxWaitMs: 600_000 },
+      flushOnPageHide: false,
+    });
+    await storage.exec('CREATE TABLE t (v INTEGER)');
+    page.hide();
+    page.pagehide();
+    await settle();
+    expect(puts.count()).toBe(0);
+    await storage.close();
+    expect(puts.count()).toBe(1);
+  });
+});
+
+describe('createIndexedDbSnapshot', () => {
+  it('loads undefined on a first start, then the image and generation saved together', async () => {
+    const SQL = await loadSqlJs();
+    const { indexedDB } = origin();
+    const snapshot = createIndexedDbSnapshot('q', { indexedDB });
+    expect(snapshot.databaseName).toBe('sync-core:q');
+    expect(await snapshot.load()).toBeUndefined();
+    expect(await snapshot.generation()).toBe(0);
+    const db = new SQL.Database();
+    db.exec('CREATE TABLE t (v INTEGER)');
+    const image = db.export();
+    await snapshot.save(image, 1, { expectedGeneration: 0 });
+    expect(await snapshot.generation()).toBe(1);
+    const stored = await snapshot.load();
+    expect(stored?.generation).toBe(1);
+    expect([...stored!.image]).toEqual([...image]);
+    snapshot.close();
+    db.close();
+  });
+
+  it('a compare-and-set save against a stale generation writes nothing (STORAGE_BUSY)', async () => {
+    const SQL = await loadSqlJs();
+    const { indexedDB } = origin();
+    const snapshot = createIndexedDbSnapshot('q', { indexedDB });
+    const db = new SQL.Database();
+    db.exec('CREATE TABLE t (v INTEGER)');
+    await snapshot.save(db.export(), 1);
+    await snapshot.save(db.export(), 2, { expectedGeneration: 1 });
+    db.exec('INSERT INTO t VALUES (1)');
+    await expect(snapshot.save(db.export(), 2, { expectedGeneration: 1 })).rejects.toMatchObject({
+      code: 'STORAGE_BUSY',
+    });
+    expect(await snapshot.generation()).toBe(2);
+    snapshot.close();
+    db.close();
+  });
+
+  it('refuses to save bytes that are not a SQLite image (STORAGE_CORRUPT), writing nothing', async () => {
+    const { indexedDB } = origin();
+    const snapshot = createIndexedDbSnapshot('q', { indexedDB });
+    await expect(snapshot.save(new Uint8Array(0), 1)).rejects.toMatchObject({ code: 'STORAGE_CORRUPT' });
+    await expect(snapshot.save(new Uint8Array([1, 2, 3]), 1)).rejects.toMatchObject({
+      code: 'STORAGE_CORRUPT',
+    });
+    expect(await snapshot.load()).toBeUndefined();
+    snapshot.close();
+  });
+
+  it('maps IndexedDB open failures to StorageError codes', async () => {
+    const { indexedDB } = origin();
+    // A newer sync-core upgraded the database: VersionError.
+    await new Promise<void>((resolve, reject) => {
+      const request = indexedDB.open('sync-core:q', 5);
+      request.onsuccess = () => {
+        request.result.close();
+        resolve();
+      };
+      request.onerror = () => reject(request.error);
+    });
+    await expect(createIndexedDbSnapshot('q', { indexedDB }).load()).rejects.toMatchObject({
+      name: 'StorageError',
+      code: 'STORAGE_SCHEMA_TOO_NEW',
+    });
+    // Blocked by another connection, and a quota error at open.
+    const scripted = (event: 'blocked' | 'error', error?: DOMException) =>
+      ({
+        open() {
+          const request = { error } as unknown as IDBOpenDBRequest;
+          setImmediate(() =>
+            (event === 'blocked' ? request.onblocked : request.onerror)?.call(
+              request,
+              new Event(event) as never,
+            ),
+          );
+          return request;
+        },
+      }) as unknown as IDBFactory;
+    await expect(
+      createIndexedDbSnapshot('q', { indexedDB: scripted('blocked') }).generation(),
+    ).rejects.toMatchObject({
+      code: 'STORAGE_BUSY',
+    });
+    await expect(
+      createIndexedDbSnapshot('q', {
+        indexedDB: scripted('error', new DOMException('full', 'QuotaExceededError')),
+      }).generation(),
+    ).rejects.toMatchObject({ code: 'STORAGE_FULL' });
+    await expect(
+      createIndexedDbSnapshot('q', {
+        indexedDB: scripted('error', new DOMException('no', 'InvalidStateError')),
+      }).load(),
+    ).rejects.toMatchObject({ code: 'STORAGE_FAILED', message: expect.stringMatching(/InvalidStateError/) });
   });
 });
