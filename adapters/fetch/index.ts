@@ -47,6 +47,13 @@ export type { FetchLike, FetchRequestInit, FetchResponseLike } from './fetch-lik
 export type { FetchCredentials, FetchNetworkOptions, RestCustomRoute, RestRouteOptions } from './options.js';
 export { PROTOCOL_VERSION } from './protocol.js';
 export { IN_PROGRESS_PROBLEM_TYPE } from './responses.js';
+export {
+  fetchFromUndiciRequest,
+  type UndiciRequest,
+  type UndiciRequestFetchOptions,
+  type UndiciRequestOptions,
+  type UndiciResponseData,
+} from './undici-request.js';
 
 function scrubFailure(failure: TransportFailure, secrets: ReadonlySet<string>): TransportFailure {
   const message = redact(failure.message, secrets);

@@ -18,9 +18,10 @@ import {
   createFetchNetwork,
   type FetchLike,
   type FetchNetworkOptions,
+  fetchFromUndiciRequest,
   IN_PROGRESS_PROBLEM_TYPE,
 } from 'sync-core/fetch';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ReferenceServer, startServer as startReferenceServer } from '../../examples/server/index.js';
 
@@ -1618,5 +1619,117 @@ describe('fetch adapter: pull', () => {
       expect(make({})).not.toThrow();
       expect(make({ path: '/a/feed' })).not.toThrow();
     });
+  });
+});
+
+describe("fetchFromUndiciRequest: undici's request as the adapter's fetch", () => {
+  const dispatchers: Agent[] = [];
+  afterEach(async () => {
+    await Promise.all(dispatchers.splice(0).map((d) => d.close()));
+  });
+  const viaRequest = (): FetchLike => {
+    const dispatcher = new Agent({ connections: 2 });
+    dispatchers.push(dispatcher);
+    return fetchFromUndiciRequest(undiciRequest, { dispatcher });
+  };
+
+  it('rejects anything but a function with a ConfigError', () => {
+    expect(() => fetchFromUndiciRequest(undefined as never)).toThrow(ConfigError);
+  });
+
+  it('pushes a batch: method, headers, body and the results reach the adapter as with fetch', async () => {
+    const server = await startServer((_req, res, body) => applyAll(res, body));
+    const h = harness({ baseUrl: server.url, fetch: viaRequest() });
+    const results = resultsOf(await h.push(pushRequest([mutation('m1'), mutation('m2')])));
+    expect(results.map((r) => [r.id, r.status])).toEqual([
+      ['m1', 'applied'],
+      ['m2', 'applied'],
+    ]);
+    expect(server.requests).toHaveLength(1);
+    expect(server.requests[0]).toMatchObject({ method: 'POST', url: '/sync/push' });
+    expect(server.requests[0]!.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(JSON.parse(server.requests[0]!.body).mutations).toHaveLength(2);
+  });
+
+  it('reads headers case-insensitively: Retry-After of a 503 is honoured', async () => {
+    const server = await startServer((_req, res) => json(res, 503, {}, { 'Retry-After': '120' }));
+    const h = harness({ baseUrl: server.url, fetch: viaRequest() });
+    expect(failureOf(await h.push(pushRequest([mutation('m1')])))).toMatchObject({
+      class: 'retryable',
+      code: 'http-503',
+      retryAfterMs: 120_000,
+    });
+  });
+
+  it('never follows a redirect: the Location receives nothing (FAULTS 14)', async () => {
+    const target = await startServer((_req, res, body) => applyAll(res, body));
+    const server = await startServer((_req, res) => {
+      res.writeHead(307, { location: `${target.url}/sync/push` });
+      res.end();
+    });
+    const h = harness({ baseUrl: server.url, fetch: viaRequest() });
+    expect(failureOf(await h.push(pushRequest([mutation('m1')])))).toMatchObject({
+      class: 'retryable',
+      code: 'bad-response',
+      status: 307,
+    });
+    expect(target.requests).toHaveLength(0);
+  });
+
+  it('connection refused is offline; a reset mid-request is ambiguous; a hang is a timeout', async () => {
+    const port = await closedPort();
+    const refused = harness({ baseUrl: `http://127.0.0.1:${port}`, fetch: viaRequest(), connectRetries: 0 });
+    expect(failureOf(await refused.push(pushRequest([mutation('m1')])))).toMatchObject({
+      class: 'offline',
+      code: 'econnrefused',
+    });
+
+    const resetting = await startServer((req) => req.socket.destroy());
+    const reset = harness({ baseUrl: resetting.url, fetch: viaRequest(), connectRetries: 0 });
+    expect(failureOf(await reset.push(pushRequest([mutation('m1')])))).toMatchObject({ class: 'ambiguous' });
+
+    const hanging = await startServer(() => {
+      // Never answers.
+    });
+    const slow = harness({ baseUrl: hanging.url, fetch: viaRequest(), timeoutMs: 200 });
+    expect(failureOf(await slow.push(pushRequest([mutation('m1')])))).toMatchObject({
+      class: 'ambiguous',
+      code: 'timeout',
+    });
+  });
+
+  it('drains the reference server through an engine, each mutation applied once', async () => {
+    const server = await startReferenceServer({ port: 0 });
+    try {
+      const { createSyncEngine } = await import('sync-core');
+      const { createSqlJsStorage } = await import('sync-core/sql-js');
+      const SQL = await (await import('sql.js')).default();
+      const { token } = server.issueToken(SCOPE);
+      const engine = createSyncEngine({
+        storage: createSqlJsStorage(new SQL.Database()),
+        entities: { activity: {} },
+        network: createFetchNetwork({
+          baseUrl: server.url,
+          credentials: () => ({ token }),
+          fetch: viaRequest(),
+        }),
+      });
+      await engine.open();
+      await engine.start(SCOPE);
+      await engine.enqueueMany(
+        Array.from({ length: 250 }, (_, i) => ({
+          entity: 'activity',
+          op: 'create' as const,
+          entityId: `a${i}`,
+          data: { i },
+        })),
+      );
+      const report = await engine.runOnce();
+      expect(report).toMatchObject({ outcome: 'ok', counts: { pushed: 250 } });
+      expect(server.stats().applied).toBe(250);
+      await engine.close();
+    } finally {
+      await server.close();
+    }
   });
 });

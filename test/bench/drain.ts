@@ -35,6 +35,8 @@ export interface DrainVariant {
    * engine's own (a what-if; the benchmark's baselines use `request`). @default 'request'
    */
   readonly rawClient?: 'request' | 'fetch';
+  /** sync-core only: the fetch adapter's HTTP client (see `EngineOptions.client`). @default 'request' */
+  readonly engineClient?: 'request' | 'fetch';
   /** Runs on the database copy before it is opened. */
   readonly prepare?: (file: string) => void;
 }
@@ -69,6 +71,7 @@ export function engineDrain(
       variant.prepare?.(file);
       const { engine, close } = await openEngine(file, {
         synchronous: variant.synchronous ?? 'FULL',
+        client: variant.engineClient ?? 'request',
         network:
           mode === 'rest'
             ? {
@@ -284,7 +287,11 @@ export async function benchDrain(options: {
   await rawRestDrain(warmTemplate, warm)();
   options.log(`drain protocol v1: N = ${count} per run`);
   const result = await interleave(
-    { 'sync-core': engineDrain(template, count, 'protocol'), raw: rawDrain(template, count) },
+    {
+      'sync-core': engineDrain(template, count, 'protocol'),
+      raw: rawDrain(template, count),
+      'sync-core fetch': engineDrain(template, count, 'protocol', { engineClient: 'fetch' }),
+    },
     options.runs,
     { warmup: false, log: options.log },
   );
@@ -298,6 +305,7 @@ export async function benchDrain(options: {
     { warmup: false, log: options.log },
   );
   const ratio = pairedRatio(result['sync-core'], result.raw);
+  const fetchRatio = pairedRatio(result['sync-core fetch'], result.raw);
   const restRatio = pairedRatio(rest['sync-core rest'], rest['raw rest']);
   const label = (n: number) => `${n / 1000}k`;
   return [
@@ -309,7 +317,15 @@ export async function benchDrain(options: {
       ratioNote: 'median over runs of sync-core ÷ raw mutations/s of the same round',
       target: 'ratio ≥ 0.8',
       pass: ratio >= 0.8,
-      notes: `runOnce(), batch 100, undici fetch + Agent, reference server in-process, synchronous=FULL`,
+      notes: `runOnce(), batch 100, fetchFromUndiciRequest(request) + Agent, reference server in-process, synchronous=FULL`,
+    },
+    {
+      name: `drain ${label(count)} protocol sync-core, fetch`,
+      unit: 'mut/s',
+      summary: result['sync-core fetch'],
+      ratio: fetchRatio,
+      ratioNote: 'median over runs of sync-core (undici fetch) ÷ raw mutations/s of the same round',
+      notes: 'the same engine with undici’s WHATWG fetch + Agent as its HTTP client',
     },
     {
       name: `drain ${label(count)} protocol raw`,

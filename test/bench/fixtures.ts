@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createSyncEngine, type MutationInput, type Scope, type SyncEngine } from 'sync-core';
 import { createBetterSqlite3Storage, type SynchronousLevel } from 'sync-core/better-sqlite3';
-import { createFetchNetwork, type FetchNetworkOptions } from 'sync-core/fetch';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { createFetchNetwork, type FetchNetworkOptions, fetchFromUndiciRequest } from 'sync-core/fetch';
+import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici';
 import { uuidV7 } from '../../src/queue/ids.js';
 import { scopeKey } from '../../src/queue/scope.js';
 import { tempDir } from './lib.js';
@@ -106,6 +106,12 @@ export interface EngineOptions {
   readonly synchronous?: SynchronousLevel;
   readonly network?: Partial<FetchNetworkOptions> & { baseUrl: string; token: string };
   readonly batch?: { maxCount?: number };
+  /**
+   * The fetch adapter's HTTP client: undici's `request` through `fetchFromUndiciRequest` (what
+   * docs/adapters.md recommends on Node, and the raw loops' client) or undici's WHATWG `fetch`.
+   * @default 'request'
+   */
+  readonly client?: 'request' | 'fetch';
 }
 
 /** An open, started engine on `file`, with a keep-alive undici pool when a server is given. */
@@ -121,7 +127,10 @@ export async function openEngine(file: string, options: EngineOptions = {}) {
       entities: ENTITIES,
       batch: { maxCount: options.batch?.maxCount ?? 100 },
       network: createFetchNetwork({
-        fetch: (url, init) => undiciFetch(url, { ...init, dispatcher: agent }),
+        fetch:
+          options.client === 'fetch'
+            ? (url, init) => undiciFetch(url, { ...init, dispatcher: agent })
+            : fetchFromUndiciRequest(undiciRequest, { dispatcher: agent }),
         credentials: () => ({ token }),
         ...networkOptions,
       }),
