@@ -204,6 +204,13 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
   };
 }
 
+// A specifier the bundler cannot see: a browser build of an app that imports `sync-core/sql-js`
+// (esbuild, webpack, Vite) would otherwise try to resolve `fs/promises` and fail, or pull in a shim,
+// for a function it never calls. Node resolves it when a Node app does call it.
+const NODE_FS = 'node:fs/promises';
+const loadNodeFs = (): Promise<typeof import('node:fs/promises')> =>
+  import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS);
+
 /** A database image saved to one file on Node, replaced atomically. */
 export interface NodeFileSnapshot {
   /** The saved image, or `undefined` when the file does not exist yet (a first start). */
@@ -225,7 +232,7 @@ export function createNodeFileSnapshot(path: string): NodeFileSnapshot {
   }
   return {
     async load() {
-      const fs = await import('node:fs/promises');
+      const fs = await loadNodeFs();
       let bytes: Uint8Array;
       try {
         bytes = new Uint8Array(await fs.readFile(path));
@@ -241,7 +248,7 @@ export function createNodeFileSnapshot(path: string): NodeFileSnapshot {
       return bytes;
     },
     async save(image) {
-      const fs = await import('node:fs/promises');
+      const fs = await loadNodeFs();
       const temporary = `${path}.${process.pid}.tmp`;
       const handle = await fs.open(temporary, 'w');
       try {
