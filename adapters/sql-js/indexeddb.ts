@@ -443,6 +443,13 @@ export interface IndexedDbStorageOptions {
    */
   readonly singleContext?: boolean;
   /**
+   * How long a call waits for the queue's Web Lock before it fails with `STORAGE_BUSY` (nothing
+   * done). A context holds the lock for one call and its save, or through its debounce window (at
+   * most about `maxWaitMs`); it keeps it longer only while its saves fail. `Infinity` waits forever.
+   * @default 10_000
+   */
+  readonly lockTimeoutMs?: number;
+  /**
    * Save pending writes when the page is hidden (`visibilitychange` to hidden) or unloaded
    * (`pagehide`), and save at once, without debouncing, while it stays hidden: a hidden tab may
    * be frozen or killed without another event, and its timers are throttled. The listeners are
@@ -540,6 +547,12 @@ export async function openIndexedDbStorage(
       'locks: expected a LockManager (navigator.locks), none in this environment; pass singleContext: true if only one tab or worker will ever use this queue',
     );
   }
+  const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+  if (typeof lockTimeoutMs !== 'number' || Number.isNaN(lockTimeoutMs) || lockTimeoutMs < 0) {
+    throw new ConfigError(
+      `lockTimeoutMs: expected a number ≥ 0 or Infinity, got ${describeOption(lockTimeoutMs)}`,
+    );
+  }
   const doc = (globalThis as { document?: Document }).document;
   const flushOnPageHide = options.flushOnPageHide ?? doc !== undefined;
   if (typeof flushOnPageHide !== 'boolean') {
@@ -609,11 +622,31 @@ export async function openIndexedDbStorage(
   const acquire = async (): Promise<void> => {
     if (release !== undefined) return;
     if (locks !== undefined) {
-      release = await new Promise<() => void>((resolve, reject) => {
-        locks
-          .request(lockName, { mode: 'exclusive' }, () => new Promise<void>((done) => resolve(() => done())))
-          .catch(reject);
-      });
+      const controller = new AbortController();
+      const limit = Number.isFinite(lockTimeoutMs)
+        ? setTimeout(() => controller.abort(), lockTimeoutMs)
+        : undefined;
+      (limit as { unref?: () => void } | undefined)?.unref?.();
+      try {
+        release = await new Promise<() => void>((resolve, reject) => {
+          locks
+            .request(
+              lockName,
+              { mode: 'exclusive', signal: controller.signal },
+              () => new Promise<void>((done) => resolve(() => done())),
+            )
+            .catch(reject);
+        });
+      } catch (error) {
+        if (!controller.signal.aborted) throw error;
+        throw new StorageError(
+          'STORAGE_BUSY',
+          `another tab or worker held the Web Lock ${lockName} longer than lockTimeoutMs (${lockTimeoutMs} ms); nothing was done`,
+          { cause: error },
+        );
+      } finally {
+        clearTimeout(limit);
+      }
     } else {
       release = () => undefined;
     }

@@ -443,6 +443,29 @@ describe('sql.js + IndexedDB: several contexts (tabs, a service worker) share on
     }
   });
 
+  it('a context waiting longer than lockTimeoutMs for the lock fails with STORAGE_BUSY, having done nothing', async () => {
+    const SQL = await loadSqlJs();
+    const shared = origin();
+    const holder = await openIndexedDbStorage(SQL, {
+      name: 'q',
+      ...shared,
+      persistMode: { debounceMs: 60_000, maxWaitMs: 600_000 },
+    });
+    await holder.exec('CREATE TABLE t (v INTEGER)'); // unsaved: the holder keeps the lock
+    const waiter = await openIndexedDbStorage(SQL, { name: 'q', ...shared, lockTimeoutMs: 5 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const failure = Promise.resolve(waiter.run('CREATE TABLE w (v INTEGER)')).catch((e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(5);
+      expect(await failure).toMatchObject({ name: 'StorageError', code: 'STORAGE_BUSY' });
+    } finally {
+      vi.useRealTimers();
+    }
+    await holder.flush();
+    expect(await waiter.all("SELECT name FROM sqlite_master WHERE type = 'table'")).toEqual([{ name: 't' }]);
+    await Promise.all([holder.close(), waiter.close()]);
+  });
+
   it('a write in one tab is read by another at its next call (the generation changed, so it reloads)', async () => {
     const SQL = await loadSqlJs();
     const shared = origin();
@@ -511,6 +534,7 @@ describe('sql.js + IndexedDB: options', () => {
       [{ name: 'q', indexedDB, locks: {} }, /^locks: expected a LockManager/],
       [{ name: 'q', indexedDB, locks, flushOnPageHide: 'yes' }, /^flushOnPageHide: expected a boolean/],
       [{ name: 'q', indexedDB: {}, locks }, /^indexedDB: expected an IDBFactory/],
+      [{ name: 'q', indexedDB, locks, lockTimeoutMs: -1 }, /^lockTimeoutMs: expected a number/],
       [undefined, /^options: expected an object/],
     ];
     for (const [options, message] of bad) {
