@@ -3,6 +3,7 @@
  * service worker) through one Web Lock (the in-process LockManager of test/helpers).
  */
 import { IDBFactory, IDBObjectStore } from 'fake-indexeddb';
+import fc from 'fast-check';
 import {
   ConfigError,
   createSyncEngine,
@@ -722,4 +723,115 @@ describe('createIndexedDbSnapshot', () => {
       }).load(),
     ).rejects.toMatchObject({ code: 'STORAGE_FAILED', message: expect.stringMatching(/InvalidStateError/) });
   });
+});
+
+describe('sql.js + IndexedDB: any interleaving of contexts (property)', () => {
+  const LONG = process.env.SYNC_CORE_LONG !== undefined && process.env.SYNC_CORE_LONG !== '';
+  type Command =
+    | { readonly kind: 'enqueue'; readonly context: number; readonly count: number }
+    | { readonly kind: 'run' | 'flush' | 'reload'; readonly context: number };
+  const arbCommand = (context: number): fc.Arbitrary<Command> =>
+    fc.oneof(
+      fc.record({
+        kind: fc.constant('enqueue' as const),
+        context: fc.constant(context),
+        count: fc.integer({ min: 1, max: 4 }),
+      }),
+      fc.record({
+        kind: fc.constantFrom('run' as const, 'flush' as const, 'reload' as const),
+        context: fc.constant(context),
+      }),
+    );
+  /** A step runs at most one command per context, all at once. */
+  const arbStep = fc.subarray([0, 1, 2], { minLength: 1 }).chain((ids) => fc.tuple(...ids.map(arbCommand)));
+
+  it(
+    'No loss, effectively once, single flight across contexts: whatever the interleaving of enqueues, runs, flushes and reloads in two tabs and a service worker, once drained lost = duplicated = ∅ and at most one run sends at a time (invariants 1, 2, 6)',
+    async () => {
+      const SQL = await loadSqlJs();
+      await fc.assert(
+        fc.asyncProperty(
+          // Short debounce windows: the default's 50 ms would only make each case slower.
+          fc.constantFrom<IndexedDbStorageOptions['persistMode']>(
+            'commit',
+            { debounceMs: 0, maxWaitMs: 0 },
+            { debounceMs: 2, maxWaitMs: 10 },
+          ),
+          fc.array(arbStep, { minLength: 1, maxLength: 12 }),
+          async (persistMode, steps) => {
+            const shared = origin();
+            const server = createModelServer();
+            let sending = 0;
+            let maxSending = 0;
+            const clock = createFakeClock();
+            const timers = createFakeTimers(clock);
+            const inner = createFaultyNetwork(server, { clock });
+            const network: NetworkAdapter = {
+              async push(request) {
+                sending++;
+                maxSending = Math.max(maxSending, sending);
+                try {
+                  await settle(2);
+                  return await inner.push(request);
+                } finally {
+                  sending--;
+                }
+              },
+            };
+            let seed = 0;
+            const openContext = async () => {
+              const storage = await openIndexedDbStorage(SQL, { name: 'q', ...shared, persistMode });
+              const engine = createSyncEngine({
+                storage,
+                entities: { activity: {} },
+                network,
+                clock,
+                timers,
+                random: createSeededRandom(++seed),
+              });
+              await engine.open();
+              await engine.start({ userId: 'u1' });
+              return { engine, storage };
+            };
+            const contexts = await Promise.all([openContext(), openContext(), openContext()]);
+            const acknowledged: EnqueuedMutation[] = [];
+            let next = 0;
+            try {
+              for (const step of steps) {
+                await Promise.all(
+                  step.map(async (command) => {
+                    const { engine, storage } = contexts[command.context]!;
+                    if (command.kind === 'enqueue') {
+                      for (let i = 0; i < command.count; i++)
+                        acknowledged.push(await engine.enqueue(create(`a${next++}`)));
+                    } else if (command.kind === 'run') {
+                      await engine.runOnce();
+                    } else if (command.kind === 'flush') {
+                      await storage.flush();
+                    } else {
+                      // A tab reloaded: its engine and storage closed (saving), a new one opened.
+                      await engine.close();
+                      contexts[command.context] = await openContext();
+                    }
+                  }),
+                );
+              }
+              for (let i = 0; i < 6; i++) await contexts[i % 3]!.engine.runOnce();
+              const queued = await contexts[0]!.engine.queue.list({ scope: 'all', limit: 1000 });
+              const result = checkDelivery({ enqueued: acknowledged, applied: server.log(), queued });
+              expect(result.ok, describeDelivery(result)).toBe(true);
+              expect(queued).toEqual([]);
+              expect(server.stats().duplicates).toBe(0);
+              expect(maxSending).toBeLessThanOrEqual(1);
+              expect(shared.locks.maxHeld(LOCK)).toBe(1);
+            } finally {
+              for (const { engine } of contexts) await engine.close().catch(() => undefined);
+            }
+          },
+        ),
+        { numRuns: LONG ? 500 : 40 },
+      );
+    },
+    LONG ? 600_000 : 120_000,
+  );
 });
