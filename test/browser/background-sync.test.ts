@@ -99,6 +99,15 @@ describe.skipIf(!hasChromium)(
       return id as string;
     }
 
+    /** The Background Sync tags still registered (waiting to fire, or for a retry). */
+    const syncTags = (page: Page) =>
+      page.evaluate(async () => {
+        const registration = (await navigator.serviceWorker.ready) as ServiceWorkerRegistration & {
+          sync: { getTags(): Promise<string[]> };
+        };
+        return registration.sync.getTags();
+      });
+
     const appliedFor = (userId: string) => example.api.log().filter((row) => row.scope.userId === userId);
     const pushesSince = (index: number) =>
       example
@@ -193,6 +202,8 @@ describe.skipIf(!hasChromium)(
       await sleep(1_000);
 
       expect(appliedFor('open-page-user').map((row) => row.entityId)).toEqual([first, second]);
+      // Both events succeeded: nothing is left for the browser to retry.
+      expect(await syncTags(page)).toEqual([]);
       expect(example.api.stats().duplicates).toBe(duplicatesBefore);
       await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
       await page.waitForFunction(
@@ -203,6 +214,28 @@ describe.skipIf(!hasChromium)(
         },
       );
       expect(errors).toEqual([]);
+      await context.close();
+    });
+
+    it('a sync event whose run leaves work behind (a 503) rejects waitUntil, so Chromium keeps the tag registered for a retry', {
+      timeout: 60_000,
+    }, async () => {
+      const { context, syncEvents } = await newContext();
+      const messages: string[] = [];
+      context.on('console', (message) => {
+        if (message.text().startsWith('[sw] sync event')) messages.push(message.text());
+      });
+      const page = await openPage(context);
+      await signIn(page, 'retry-user');
+
+      example.api.faults.failNext(1, { status: 503 });
+      await register(page, 'Refused once');
+      await waitFor('the sync event to finish', () => syncEvents.length >= 1, SYNC_EVENT_BOUND_MS);
+      expect(messages).toHaveLength(1);
+      expect(messages[0]).toMatch(/^\[sw\] sync event: (throttled|server-error), 1 left$/);
+      expect(appliedFor('retry-user')).toEqual([]);
+      // Rejected: the registration stays, waiting for the browser's retry (minutes later in Chromium).
+      expect(await syncTags(page)).toEqual(['sync-core']);
       await context.close();
     });
 
