@@ -40,7 +40,18 @@ function databaseName(name: string): string {
   return `sync-core:${name}`;
 }
 
-/** Options of {@link createIndexedDbSnapshot}. */
+/**
+ * Options of {@link createIndexedDbSnapshot}.
+ *
+ * @example
+ * ```ts
+ * import { IDBFactory } from 'fake-indexeddb';
+ * import { createIndexedDbSnapshot, type IndexedDbSnapshotOptions } from 'sync-core/sql-js';
+ *
+ * const options: IndexedDbSnapshotOptions = { indexedDB: new IDBFactory() }; // a test's own IndexedDB
+ * const snapshot = createIndexedDbSnapshot('outbox', options);
+ * ```
+ */
 export interface IndexedDbSnapshotOptions {
   /**
    * The IndexedDB factory to use (a `fake-indexeddb` one in tests).
@@ -49,7 +60,18 @@ export interface IndexedDbSnapshotOptions {
   readonly indexedDB?: IDBFactory;
 }
 
-/** A stored database image and the generation it was saved as. */
+/**
+ * A stored database image and the generation it was saved as.
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import { createIndexedDbSnapshot, type IndexedDbImage } from 'sync-core/sql-js';
+ *
+ * const stored: IndexedDbImage | undefined = await createIndexedDbSnapshot('outbox').load();
+ * const db = new (await initSqlJs()).Database(stored?.image); // empty on a first start
+ * ```
+ */
 export interface IndexedDbImage {
   /** The SQLite database image, as `db.export()` produced it. */
   readonly image: Uint8Array;
@@ -57,7 +79,20 @@ export interface IndexedDbImage {
   readonly generation: number;
 }
 
-/** Options of {@link IndexedDbSnapshot.save}. */
+/**
+ * Options of {@link IndexedDbSnapshot.save}.
+ *
+ * @example
+ * ```ts
+ * import type { IndexedDbSaveOptions, IndexedDbSnapshot } from 'sync-core/sql-js';
+ *
+ * declare const snapshot: IndexedDbSnapshot;
+ * declare const image: Uint8Array;
+ * const loadedAt = await snapshot.generation();
+ * const options: IndexedDbSaveOptions = { expectedGeneration: loadedAt }; // refuse to overwrite a newer save
+ * await snapshot.save(image, loadedAt + 1, options);
+ * ```
+ */
 export interface IndexedDbSaveOptions {
   /**
    * Save only if the stored generation is this one (0: nothing stored yet), checked in the same
@@ -67,7 +102,18 @@ export interface IndexedDbSaveOptions {
   readonly expectedGeneration?: number;
 }
 
-/** One queue's database image in IndexedDB. Create it with {@link createIndexedDbSnapshot}. */
+/**
+ * One queue's database image in IndexedDB. Create it with {@link createIndexedDbSnapshot}.
+ *
+ * @example
+ * ```ts
+ * import { createIndexedDbSnapshot, type IndexedDbSnapshot } from 'sync-core/sql-js';
+ *
+ * const snapshot: IndexedDbSnapshot = createIndexedDbSnapshot('outbox');
+ * console.log(snapshot.databaseName, await snapshot.generation()); // 'sync-core:outbox' 0
+ * snapshot.close();
+ * ```
+ */
 export interface IndexedDbSnapshot {
   /** The IndexedDB database this snapshot uses: `sync-core:<name>`. */
   readonly databaseName: string;
@@ -392,7 +438,18 @@ export function createIndexedDbSnapshot(
   };
 }
 
-/** The part of the sql.js module (`await initSqlJs()`) this adapter uses (typed structurally). */
+/**
+ * The part of the sql.js module (`await initSqlJs()`) this adapter uses (typed structurally, so
+ * sync-core does not depend on sql.js' types).
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import type { SqlJsStatic } from 'sync-core/sql-js';
+ *
+ * const SQL: SqlJsStatic = await initSqlJs({ locateFile: (file) => `/assets/${file}` });
+ * ```
+ */
 export interface SqlJsStatic {
   /** `new SQL.Database(image?)`: a database, empty or loaded from an image. */
   readonly Database: new (
@@ -400,7 +457,17 @@ export interface SqlJsStatic {
   ) => SqlJsDatabase;
 }
 
-/** Options of {@link openIndexedDbStorage}. */
+/**
+ * Options of {@link openIndexedDbStorage}.
+ *
+ * @example
+ * ```ts
+ * import type { IndexedDbStorageOptions } from 'sync-core/sql-js';
+ *
+ * // Nothing acknowledged may be lost to a crash: save before every write resolves.
+ * const options: IndexedDbStorageOptions = { name: 'outbox', persistMode: 'commit' };
+ * ```
+ */
 export interface IndexedDbStorageOptions {
   /**
    * The queue's name: the IndexedDB database is `sync-core:<name>` and the Web Lock is

@@ -177,6 +177,29 @@ describe('sql.js + IndexedDB: durability', () => {
   });
 });
 
+describe('sql.js + IndexedDB: a deleted IndexedDB database', () => {
+  it('is written back from the open context, never replaced by an empty queue', async () => {
+    const SQL = await loadSqlJs();
+    const shared = origin();
+    const engine = track(
+      await engineOver(await openIndexedDbStorage(SQL, { name: 'q', ...shared, persistMode: 'commit' })),
+    );
+    const a = await engine.enqueue(create('a1'));
+    // Another tab's script deletes the database while this context has it open.
+    await new Promise<void>((resolve, reject) => {
+      const request = shared.indexedDB.deleteDatabase('sync-core:q');
+      request.onsuccess = () => resolve();
+      request.onerror = () => reject(request.error);
+    });
+    const b = await engine.enqueue(create('a2'));
+    expect((await engine.queue.list()).map((m) => m.id)).toEqual([a.id, b.id]);
+    const stored = await createIndexedDbSnapshot('q', { indexedDB: shared.indexedDB }).load();
+    const db = new SQL.Database(stored!.image);
+    expect(db.exec('SELECT entity_id FROM sync_mutations ORDER BY seq')[0]?.values).toEqual([['a1'], ['a2']]);
+    db.close();
+  });
+});
+
 describe('sql.js + IndexedDB: a corrupt stored image is STORAGE_CORRUPT, never a silently empty queue', () => {
   const VALID = Symbol('a real SQLite image');
   const garbage = new TextEncoder().encode('garbage, not SQLite '.repeat(300));
