@@ -783,6 +783,8 @@ export async function openIndexedDbStorage(
       if (!wrote) return save().catch(() => undefined);
       return save();
     }
+    // Only a write postpones the save: reads in the window must not keep other contexts waiting.
+    if (!wrote && timer !== undefined) return;
     const waited = Date.now() - dirtySince;
     setTimer(Math.max(0, Math.min(schedule.debounceMs, schedule.maxWaitMs - waited)));
   };

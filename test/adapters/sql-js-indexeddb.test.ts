@@ -285,6 +285,30 @@ describe('sql.js + IndexedDB: bounded save cost', () => {
   });
 });
 
+describe('sql.js + IndexedDB: reads in a debounce window', () => {
+  it('do not postpone the save: only writes do', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const SQL = await loadSqlJs();
+      const shared = origin();
+      const puts = countImagePuts();
+      const storage = await openIndexedDbStorage(SQL, { name: 'q', ...shared });
+      await storage.exec('CREATE TABLE t (v INTEGER)');
+      for (let i = 0; i < 4; i++) {
+        await vi.advanceTimersByTimeAsync(20);
+        await storage.all('SELECT v FROM t');
+      }
+      // 80 ms of reads after one write: saved 50 ms after the write, and the lock released.
+      await settle();
+      expect(puts.count()).toBe(1);
+      expect(shared.locks.held(LOCK)).toBe(false);
+      await storage.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('sql.js + IndexedDB: a failed save', () => {
   it('rejects STORAGE_NOT_PERSISTED, keeps the write queued and the lock held, and a later flush saves it', async () => {
     const SQL = await loadSqlJs();
