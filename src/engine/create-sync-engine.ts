@@ -872,6 +872,11 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       const notBefore = await this.#notBefore(meta.find((row) => row.key === 'not_before')?.value);
       if (notBefore > this.#clock.now()) return trivial('throttled', { nextDueAt: notBefore });
       if (run.isStopping) return trivial('aborted');
+      const idle = await run.executeIfIdle(startedAt);
+      if (idle !== undefined) {
+        this.#emit('run:finished', idle);
+        return idle;
+      }
       if (!(await this.#lease.acquire(run.runId))) return trivial('busy');
     } catch (error) {
       // The database refused even the lease (locked by another process past the busy timeout,

@@ -319,39 +319,79 @@ export class SyncRun {
    * A failure here is not the run's: it is swallowed so the report still reaches the host.
    */
   async #finish(report: RunReport): Promise<void> {
-    const ctx = this.#ctx;
     try {
-      await ctx.storage.transaction('immediate', async (tx) => {
-        if (report.outcome === 'auth-required' && ctx.isScopeActive()) {
-          await ctx.status.addAuthRequired(tx, ctx.scope);
-          await tx.run(
-            "INSERT INTO sync_meta (key, value) VALUES ('auth_paused', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [scopeKey(ctx.scope)],
-          );
-        }
-        if (this.#notBefore > ctx.clock.now()) {
-          await tx.run(
-            "INSERT INTO sync_meta (key, value) VALUES ('not_before', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            // With the time it was set, so a clock that goes back can re-base it (FAULTS.md 29).
-            [JSON.stringify({ until: this.#notBefore, setAt: ctx.clock.now() })],
-          );
-        } else if (report.outcome === 'ok') {
-          await tx.run("DELETE FROM sync_meta WHERE key = 'not_before'");
-        }
-        await ctx.status.raiseStuck(tx, ctx.scope, ctx.stuckAfterMs);
-        await ctx.status.recordRun(tx, ctx.scope, {
-          runId: report.runId,
-          trigger: report.trigger,
-          outcome: report.outcome,
-          startedAt: report.startedAt,
-          finishedAt: report.finishedAt,
-          ...report.counts,
-          error: report.error ?? null,
-        });
-      });
+      await this.#ctx.storage.transaction('immediate', (tx) => this.#finishIn(tx, report));
     } catch {
       // Storage is failing; the queue itself is consistent (every outcome was recorded atomically).
     }
+  }
+
+  async #finishIn(tx: GuardedExecutor, report: RunReport): Promise<void> {
+    const ctx = this.#ctx;
+    if (report.outcome === 'auth-required' && ctx.isScopeActive()) {
+      await ctx.status.addAuthRequired(tx, ctx.scope);
+      await tx.run(
+        "INSERT INTO sync_meta (key, value) VALUES ('auth_paused', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [scopeKey(ctx.scope)],
+      );
+    }
+    if (this.#notBefore > ctx.clock.now()) {
+      await tx.run(
+        "INSERT INTO sync_meta (key, value) VALUES ('not_before', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        // With the time it was set, so a clock that goes back can re-base it (FAULTS.md 29).
+        [JSON.stringify({ until: this.#notBefore, setAt: ctx.clock.now() })],
+      );
+    } else if (report.outcome === 'ok') {
+      await tx.run("DELETE FROM sync_meta WHERE key = 'not_before'");
+    }
+    await ctx.status.raiseStuck(tx, ctx.scope, ctx.stuckAfterMs);
+    await ctx.status.recordRun(tx, ctx.scope, {
+      runId: report.runId,
+      trigger: report.trigger,
+      outcome: report.outcome,
+      startedAt: report.startedAt,
+      finishedAt: report.finishedAt,
+      ...report.counts,
+      error: report.error ?? null,
+    });
+  }
+
+  /**
+   * A background wake-up with nothing to do, in one transaction (one commit) instead of taking
+   * and releasing the lease around a run: when no lease row exists, nothing is inflight, nothing
+   * of the scope is due, no schedule needs re-basing and no entity type pulls, the run's
+   * history row (DESIGN.md invariant 8) and its stuck notices are written right away.
+   *
+   * @returns the report, or `undefined` when there is something to do (run {@link execute} with
+   *   the lease instead).
+   */
+  async executeIfIdle(startedAt: number): Promise<RunReport | undefined> {
+    const ctx = this.#ctx;
+    if (this.#stop !== undefined) return undefined;
+    if (this.#deadline !== undefined && this.#deadline <= ctx.clock.now()) return undefined;
+    for (const entity of ctx.entities.values()) if (entity.pull !== undefined) return undefined;
+    const ceilingMs = Math.max(ctx.policy.maxMs, ctx.retryAfterCeilingMs);
+    const report = await ctx.storage.transaction('immediate', async (tx) => {
+      const now = ctx.clock.now();
+      const busy = await tx.all('SELECT 1 FROM sync_lease LIMIT 1');
+      if (busy.length > 0) return undefined;
+      if (!(await ctx.queue.isIdle(tx, ctx.scope, now, ceilingMs))) return undefined;
+      const idle: RunReport = Object.freeze({
+        runId: this.#runId,
+        trigger: this.#trigger,
+        outcome: 'ok',
+        startedAt,
+        finishedAt: ctx.clock.now(),
+        counts: Object.freeze({ ...this.#counts }),
+        nextDueAt: await ctx.queue.nextDueAt(ctx.scope, tx),
+      });
+      await this.#finishIn(tx, idle);
+      return idle;
+    });
+    // Announced once committed, like every run (listeners never hear of a rolled-back one).
+    if (report !== undefined)
+      ctx.emit('run:started', { runId: this.#runId, trigger: this.#trigger, startedAt });
+    return report;
   }
 
   /** Claim → send groups → record, round after round, until drained or told to stop. */

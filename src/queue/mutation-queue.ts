@@ -172,6 +172,10 @@ function toMutation(row: MutationRow): Mutation {
   };
 }
 
+// A pending schedule stamped after `now` (the clock went back) or further ahead than the ceiling.
+const CLAMP_NEEDED_SQL = `SELECT 1 FROM sync_mutations
+  WHERE state = 'pending' AND (updated_at > ? OR next_attempt_at > ?) LIMIT 1`;
+
 /** Ids bound in one `IN (…)` list: under SQLite's smallest default variable limit (999). */
 const MAX_IDS_PER_STATEMENT = 500;
 
@@ -537,6 +541,10 @@ export class MutationQueue {
    */
   async clampFutureSchedules(ceilingMs: number, clampToMs: number): Promise<number> {
     const now = this.#clock.now();
+    // Nearly always there is nothing to move: a read instead of a write transaction on every run
+    // and every scheduling decision.
+    const [stale] = await this.#storage.all(CLAMP_NEEDED_SQL, [now, now + ceilingMs]);
+    if (stale === undefined) return 0;
     return this.#storage.transaction('immediate', async (tx) => {
       // Scheduled "in the future" relative to a clock that has since gone back: keep the delay
       // that was asked for (at most the ceiling), counted from now. A mutation that was due stays
@@ -559,8 +567,8 @@ export class MutationQueue {
    * mutations that head their record with every dependency confirmed (a mutation stuck behind a
    * failed one does not count: waking up for it would find nothing to send). `null` when none.
    */
-  async nextDueAt(scope: Scope): Promise<number | null> {
-    const rows = await this.#storage.all<{ due: number | null }>(
+  async nextDueAt(scope: Scope, executor: Executor = this.#storage): Promise<number | null> {
+    const rows = await executor.all<{ due: number | null }>(
       `SELECT MIN(m.next_attempt_at) AS due FROM sync_mutations AS m
        WHERE m.scope = ? AND m.state = 'pending'
          AND NOT EXISTS (SELECT 1 FROM sync_mutations AS p
@@ -571,6 +579,23 @@ export class MutationQueue {
     );
     const due = rows[0]?.due;
     return due === null || due === undefined ? null : Number(due);
+  }
+
+  /**
+   * Whether a run would find nothing to do: no claim of any scope to recover, no mutation of
+   * `scope` due at `now`, and no pending schedule that {@link clampFutureSchedules} would move
+   * (stamped after `now`, or further ahead than `ceilingMs`).
+   */
+  async isIdle(executor: Executor, scope: Scope, now: number, ceilingMs: number): Promise<boolean> {
+    const busy = await executor.all(
+      `SELECT 1 FROM sync_mutations WHERE state = 'inflight'
+       UNION ALL SELECT 1 FROM (SELECT 1 FROM sync_mutations
+         WHERE scope = ? AND state = 'pending' AND next_attempt_at <= ? LIMIT 1)
+       LIMIT 1`,
+      [scopeKey(scope), now],
+    );
+    if (busy.length > 0) return false;
+    return (await executor.all(CLAMP_NEEDED_SQL, [now, now + ceilingMs])).length === 0;
   }
 
   /** How many mutations of `scope` are pending and due now (for progress totals). */

@@ -125,7 +125,8 @@ describe('scope isolation (invariant 5)', () => {
       { numRuns: process.env.SYNC_CORE_LONG ? 2_000 : 150 },
     );
     // Not vacuous: requests were sent, and some answers arrived after their user had signed out.
-    expect(requestsSent).toBeGreaterThan(50);
+    // (Over 150 random cases typically 60–100 requests; 43 was seen once, so the bar is 30.)
+    expect(requestsSent).toBeGreaterThan(30);
     expect(answersAfterSignOut).toBeGreaterThan(0);
   });
 });

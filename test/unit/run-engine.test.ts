@@ -643,3 +643,145 @@ describe('runOnce: deadline, abort, lease', () => {
     expect(after - clock.now()).toBeLessThanOrEqual(3_600_000);
   });
 });
+
+describe('runOnce: a wake-up with nothing to do (one commit)', () => {
+  /** A better-sqlite3 adapter that counts write transactions and the statements that changed rows. */
+  function countingStorage(db: Database.Database) {
+    const inner = createBetterSqlite3Storage(db, { closeDatabase: false });
+    const counts = { transactions: 0, changedOutside: 0, leaseWrites: 0 };
+    const watch = (sql: string) => {
+      if (/INSERT INTO sync_lease/i.test(sql)) counts.leaseWrites++;
+    };
+    const storage: typeof inner = {
+      ...inner,
+      name: inner.name,
+      open: inner.open?.bind(inner),
+      close: inner.close.bind(inner),
+      exec: inner.exec.bind(inner),
+      all: (sql, params) => {
+        watch(sql);
+        return inner.all(sql, params);
+      },
+      run: async (sql, params) => {
+        watch(sql);
+        const result = await inner.run(sql, params);
+        if (result.changes > 0) counts.changedOutside++;
+        return result;
+      },
+      transaction: (mode, fn) => {
+        // Write transactions only: a status snapshot reads in a deferred one.
+        if (mode === 'immediate') counts.transactions++;
+        return inner.transaction(mode, (tx) =>
+          fn({
+            exec: tx.exec.bind(tx),
+            all: (sql, params) => {
+              watch(sql);
+              return tx.all(sql, params);
+            },
+            run: (sql, params) => {
+              watch(sql);
+              return tx.run(sql, params);
+            },
+          }),
+        );
+      },
+    };
+    return { storage, counts };
+  }
+
+  async function idleSetup(extra: Partial<SyncEngineOptions> = {}) {
+    const clock = manualClock();
+    const db = new Database(':memory:');
+    const { storage, counts } = countingStorage(db);
+    const net = scriptedNetwork(applyAll);
+    const engine = createSyncEngine({
+      storage,
+      entities: { activity: {} },
+      network: net.network,
+      clock,
+      random: seededRandom(5),
+      timers: manualTimers().timers,
+      ...extra,
+    });
+    engines.push(engine);
+    await engine.open();
+    await engine.start({ userId: 'u1' });
+    return { engine, clock, db, counts, net };
+  }
+
+  it('writes its run row and nothing else in one transaction, never taking the lease (invariant 8)', async () => {
+    const { engine, counts, net } = await idleSetup();
+    const events: string[] = [];
+    engine.on('run:started', () => events.push('started'));
+    engine.on('run:finished', (report) => events.push(`finished:${report.outcome}`));
+    counts.transactions = 0;
+    counts.changedOutside = 0;
+    const report = await engine.runOnce({ trigger: 'background' });
+    expect(report).toMatchObject({ outcome: 'ok', nextDueAt: null, counts: { pushed: 0, batches: 0 } });
+    expect(counts).toEqual({ transactions: 1, changedOutside: 0, leaseWrites: 0 });
+    expect(events).toEqual(['started', 'finished:ok']);
+    expect(net.requests).toHaveLength(0);
+    const runs = await engine.status.runs();
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ runId: report.runId, outcome: 'ok', trigger: 'background' });
+  });
+
+  it('reports when the next mutation is due, and still raises a stuck notice', async () => {
+    const { engine, clock, db } = await idleSetup({ stuckAfterMs: 60_000 });
+    const queued = await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a', data: {} });
+    const due = clock.now() + 120_000;
+    db.prepare('UPDATE sync_mutations SET next_attempt_at = ?, created_at = ? WHERE id = ?').run(
+      due,
+      clock.now() - 3_600_000,
+      queued.id,
+    );
+    const report = await engine.runOnce();
+    expect(report).toMatchObject({ outcome: 'ok', nextDueAt: due });
+    const notices = await engine.status.unseenNotices();
+    expect(notices.map((n) => n.kind)).toContain('stuck');
+  });
+
+  it.each([
+    ['a mutation is due', 'due'],
+    ['an expired claim waits for recovery', 'inflight'],
+    ['another holder has the lease', 'lease'],
+  ] as const)('takes the lease and runs as usual when %s', async (_label, situation) => {
+    const { engine, clock, db, counts, net } = await idleSetup();
+    await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a', data: {} });
+    if (situation === 'inflight') {
+      db.prepare(
+        "UPDATE sync_mutations SET state = 'inflight', claim_token = 'dead', claim_expires_at = ?",
+      ).run(clock.now() - 1);
+    }
+    if (situation === 'lease') {
+      db.prepare(
+        "INSERT INTO sync_lease (name, holder, acquired_at, expires_at) VALUES ('sync', 'other', ?, ?)",
+      ).run(clock.now(), clock.now() + 30_000);
+    }
+    const report = await engine.runOnce();
+    if (situation === 'lease') {
+      expect(report.outcome).toBe('busy');
+      expect(net.requests).toHaveLength(0);
+      return;
+    }
+    expect(report).toMatchObject({ outcome: 'ok', counts: { pushed: 1 } });
+    expect(counts.leaseWrites).toBe(1);
+    if (situation === 'inflight') expect(report.counts.recovered).toBe(1);
+  });
+
+  it('runs the pull handlers: an engine that pulls never skips its run', async () => {
+    let pulls = 0;
+    const { engine } = await idleSetup({
+      network: {
+        push: async () => ({ type: 'results', results: [] }),
+        pull: async () => {
+          pulls++;
+          return { type: 'page', changes: [], cursor: 'c1', hasMore: false };
+        },
+      },
+      entities: { activity: { pull: async () => undefined } },
+    });
+    expect((await engine.runOnce()).outcome).toBe('ok');
+    expect(pulls).toBe(1);
+  });
+});
