@@ -882,3 +882,26 @@ describe('sql.js + IndexedDB: any interleaving of contexts (property)', () => {
     LONG ? 600_000 : 120_000,
   );
 });
+
+describe('the in-process LockManager these tests use', () => {
+  it('grants one holder at a time, in request order, until its callback settles; a waiter can abort', async () => {
+    const locks = createInProcessLockManager();
+    const order: string[] = [];
+    const hold = (id: string) =>
+      locks.request('n', { mode: 'exclusive' }, async () => {
+        order.push(`+${id}`);
+        await settle(2);
+        order.push(`-${id}`);
+      });
+    const a = hold('a');
+    const controller = new AbortController();
+    const aborted = locks.request('n', { signal: controller.signal }, async () => order.push('never'));
+    const all = Promise.all([a, hold('b'), locks.request('n', async () => order.push('c'))]);
+    controller.abort();
+    await expect(aborted).rejects.toBeDefined();
+    await all;
+    expect(order).toEqual(['+a', '-a', '+b', '-b', 'c']);
+    expect(locks.maxHeld('n')).toBe(1);
+    expect(await locks.request('n', { ifAvailable: true }, async (lock) => lock?.name)).toBe('n');
+  });
+});

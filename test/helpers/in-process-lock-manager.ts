@@ -4,8 +4,9 @@
  *
  * Exclusive mode only (a `shared` request is refused: nothing in sync-core asks for one). Requests
  * for one name are granted in FIFO order; a lock is held until the promise returned by the
- * callback settles, as the Web Locks specification says. `ifAvailable`, `steal` and `signal` are
- * supported in their simple forms. `maxHeld()` and `held()` let tests assert mutual exclusion.
+ * callback settles, as the Web Locks specification says. `ifAvailable` and `signal` (abort while
+ * waiting) are supported; `steal` is not. `maxHeld()`, `held()` and `grants()` let tests assert
+ * mutual exclusion.
  */
 
 interface Waiter {
@@ -45,8 +46,8 @@ export function createInProcessLockManager(): InProcessLockManager {
     const options: LockOptions = typeof optionsOrCallback === 'function' ? {} : optionsOrCallback;
     const callback = (typeof optionsOrCallback === 'function' ? optionsOrCallback : maybeCallback)!;
     if (typeof callback !== 'function') throw new TypeError('request: expected a callback');
-    if ((options.mode ?? 'exclusive') !== 'exclusive') {
-      throw new TypeError('this test LockManager supports exclusive locks only');
+    if ((options.mode ?? 'exclusive') !== 'exclusive' || options.steal) {
+      throw new TypeError('this test LockManager supports plain exclusive locks only (no shared, no steal)');
     }
     options.signal?.throwIfAborted();
     const free = (holders.get(name) ?? 0) === 0 && !queue.some((w) => w.name === name);
