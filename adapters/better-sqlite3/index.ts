@@ -18,7 +18,7 @@ import {
  * package never imports better-sqlite3 at run time (it is an optional peer dependency).
  */
 export interface BetterSqlite3Statement {
-  run(...params: unknown[]): { changes: number };
+  run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
   all(...params: unknown[]): unknown[];
 }
 
@@ -134,7 +134,8 @@ export function createBetterSqlite3Storage(
       db.exec(sql);
     },
     run(sql: string, params: SqlParams = []): RunResult {
-      return { changes: statement(sql).run(...params).changes };
+      const { changes, lastInsertRowid } = statement(sql).run(...params);
+      return { changes, lastInsertRowid };
     },
     all(sql: string, params: SqlParams = []): SqlRow[] {
       return statement(sql).all(...params) as SqlRow[];
@@ -143,7 +144,11 @@ export function createBetterSqlite3Storage(
 
   return {
     name: 'better-sqlite3',
-    capabilities: { multiProcess: !db.memory, durable: !db.memory && synchronous !== 'OFF' },
+    capabilities: {
+      multiProcess: !db.memory,
+      durable: !db.memory && synchronous !== 'OFF',
+      insertRowid: true,
+    },
     open(): void {
       // Busy timeout first: switching to WAL itself needs the lock another process may hold.
       db.pragma(`busy_timeout = ${busyTimeoutMs}`);

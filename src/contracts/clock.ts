@@ -42,8 +42,9 @@ export function defaultRandom(): RandomSource {
     .crypto;
   if (typeof cryptoObject?.getRandomValues === 'function') {
     const getRandomValues = cryptoObject.getRandomValues.bind(cryptoObject);
-    // Draw in blocks: one syscall-backed call per 256 numbers keeps id generation cheap.
-    const block = new Uint32Array(256);
+    // Draw in blocks: one call per 4,096 numbers (16 KiB, under getRandomValues' 64 KiB limit)
+    // keeps id generation cheap — each queued mutation takes 26 numbers for its id and key.
+    const block = new Uint32Array(4096);
     let index = block.length;
     return () => {
       if (index >= block.length) {

@@ -29,6 +29,11 @@ export type SqlRow = Record<string, SqlValue>;
 export interface RunResult {
   /** Rows inserted, updated or deleted by this statement (not by triggers). */
   readonly changes: number;
+  /**
+   * The rowid of the row an `INSERT` added (SQLite's `last_insert_rowid()`). Required from
+   * adapters that declare the `insertRowid` capability, ignored otherwise.
+   */
+  readonly lastInsertRowid?: number | bigint;
 }
 
 /** A value or a promise of it: adapters over synchronous bindings may answer synchronously. */
@@ -91,6 +96,12 @@ export interface StorageCapabilities {
    * Default is `true`.
    */
   readonly durable?: boolean;
+  /**
+   * `run()` of an `INSERT` reports the new row's rowid in `lastInsertRowid` (better-sqlite3 does,
+   * for free). The queue then inserts without `RETURNING`, which SQLite runs through a temporary
+   * table. Default is `false`: the queue uses `INSERT … RETURNING`.
+   */
+  readonly insertRowid?: boolean;
 }
 
 /**

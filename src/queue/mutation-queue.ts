@@ -122,7 +122,8 @@ const COLUMNS =
 
 const INSERT_SQL = `INSERT INTO sync_mutations
   (id, key, scope, entity, entity_id, op, data, bytes, base_version, depends_on, state, attempts, next_attempt_at, created_at, updated_at)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) RETURNING seq`;
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`;
+const INSERT_RETURNING_SQL = `${INSERT_SQL} RETURNING seq`;
 
 const TAIL_SQL = `SELECT ${COLUMNS} FROM sync_mutations
   WHERE scope = ? AND entity = ? AND entity_id = ? ORDER BY seq DESC LIMIT 1`;
@@ -195,6 +196,8 @@ export class MutationQueue {
   readonly #storage: GuardedStorage;
   readonly #clock: Clock;
   readonly #random: RandomSource;
+  #lastScope: Scope | undefined;
+  #lastScopeKey = '';
 
   constructor(storage: GuardedStorage, clock: Clock, random: RandomSource) {
     this.#storage = storage;
@@ -214,7 +217,12 @@ export class MutationQueue {
   }
 
   async insert(executor: Executor, scope: Scope, input: PreparedMutation): Promise<EnqueuedMutation> {
-    const key = scopeKey(scope);
+    // The engine passes the same frozen scope object for every enqueue of a session.
+    if (scope !== this.#lastScope || !Object.isFrozen(scope)) {
+      this.#lastScope = scope;
+      this.#lastScopeKey = scopeKey(scope);
+    }
+    const key = this.#lastScopeKey;
     const prepared = await this.#translateIds(executor, key, input);
     if (MutationQueue.needsTransaction(prepared)) {
       const [tail] = await executor.all<MutationRow>(TAIL_SQL, [
@@ -232,7 +240,7 @@ export class MutationQueue {
     const idempotencyKey = uuidV4(this.#random);
     const baseVersion = prepared.baseVersion === null ? null : JSON.stringify(prepared.baseVersion);
     const dependsOn = prepared.dependsOn.length === 0 ? null : JSON.stringify(prepared.dependsOn);
-    const rows = await executor.all<{ seq: number }>(INSERT_SQL, [
+    const params = [
       id,
       idempotencyKey,
       key,
@@ -246,9 +254,19 @@ export class MutationQueue {
       now,
       now,
       now,
-    ]);
+    ];
+    // seq is the rowid: free from drivers that report it, else through RETURNING (one statement
+    // either way: another process or tab cannot claim and delete the row before seq is known).
+    let seq: number;
+    if (this.#storage.adapter.capabilities?.insertRowid === true) {
+      const { lastInsertRowid } = await executor.run(INSERT_SQL, params);
+      seq = Number(lastInsertRowid);
+    } else {
+      const rows = await executor.all<{ seq: number }>(INSERT_RETURNING_SQL, params);
+      seq = Number(rows[0]!.seq);
+    }
     return {
-      seq: Number(rows[0]!.seq),
+      seq,
       id,
       key: idempotencyKey,
       scope,

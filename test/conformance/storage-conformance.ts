@@ -79,6 +79,25 @@ export function describeStorageConformance(makeFactory: () => StorageFactory): v
         expect(typeof rows[0]!.n).toBe('number');
       });
 
+      it('declares insertRowid only if run() of an INSERT reports the new rowid, in and out of transactions', async () => {
+        const adapter = await fresh();
+        const storage = new GuardedStorage(adapter);
+        await storage.open();
+        await storage.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT)');
+        await storage.run('INSERT INTO t (id, s) VALUES (41, ?)', ['a']);
+        const outside = await storage.run('INSERT INTO t (s) VALUES (?)', ['b']);
+        const inside = await storage.transaction('immediate', (tx) =>
+          tx.run('INSERT INTO t (s) VALUES (?)', ['c']),
+        );
+        if (adapter.capabilities?.insertRowid === true) {
+          expect(Number(outside.lastInsertRowid)).toBe(42);
+          expect(Number(inside.lastInsertRowid)).toBe(43);
+        } else {
+          // The queue then uses INSERT … RETURNING: this adapter must support it.
+          expect(await storage.all('INSERT INTO t (s) VALUES (?) RETURNING id', ['d'])).toEqual([{ id: 44 }]);
+        }
+      });
+
       it('round-trips hostile strings unchanged, parameters never interpolated (FAULTS 27)', async () => {
         const storage = new GuardedStorage(await fresh());
         await storage.open();
