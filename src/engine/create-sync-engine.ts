@@ -40,6 +40,7 @@ import { type PreparedMutation, prepareMutation } from '../queue/prepare-mutatio
 import { checkScope, scopeKey } from '../queue/scope.js';
 import {
   connectivityDelay,
+  DEFAULT_CONNECTIVITY_DELAY_MAX_MS,
   DEFAULT_PERIODIC_MS,
   DEFAULT_RUN_REQUEST_NAME,
   decideNextRun,
@@ -122,6 +123,15 @@ export interface SyncEngineOptions {
    * pull). `Infinity` disables periodic runs. @default 900_000 (15 min, the platforms' floor)
    */
   readonly periodicMs?: number;
+  /**
+   * Coming back online, the next run is scheduled after a uniform random delay in
+   * `[0, connectivityDelayMaxMs]`, so a fleet that regains the network together does not hit the
+   * server in the same second. Size it to the fleet: the devices that reconnect at once divided by
+   * the requests per second the server accepts (10,000 devices at 500 req/s: 20_000 ms).
+   * docs/performance.md's fleet simulation shows the trade-off.
+   * @default 10_000
+   */
+  readonly connectivityDelayMaxMs?: number;
   /**
    * A mutation still unconfirmed this long after it was queued raises one `stuck` notice (it keeps
    * retrying). @default 86_400_000 (24 h)
@@ -318,6 +328,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
   readonly #scheduler: SchedulerAdapter | undefined;
   readonly #connectivity: ConnectivityAdapter;
   readonly #periodicMs: number;
+  readonly #connectivityDelayMaxMs: number;
   #lastReport: RunReport | undefined;
   #scheduled: RunRequest | null = null;
   #scheduling: Promise<unknown> = Promise.resolve();
@@ -416,6 +427,12 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     this.#connectivity = connectivity;
     this.#periodicMs =
       options.periodicMs === undefined ? DEFAULT_PERIODIC_MS : resolvePeriodicMs(options.periodicMs);
+    this.#connectivityDelayMaxMs = positiveInteger(
+      'connectivityDelayMaxMs',
+      options.connectivityDelayMaxMs,
+      DEFAULT_CONNECTIVITY_DELAY_MAX_MS,
+      86_400_000,
+    );
     this.queue = this.#createQueueApi();
     this.status = this.#createStatusApi();
   }
@@ -842,7 +859,7 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
       .then(() =>
         this.#reschedule('connectivity', {
           name: DEFAULT_RUN_REQUEST_NAME,
-          notBefore: this.#clock.now() + connectivityDelay(this.#random),
+          notBefore: this.#clock.now() + connectivityDelay(this.#random, this.#connectivityDelayMaxMs),
           requiresNetwork: true,
           reason: 'connectivity',
         }),

@@ -57,6 +57,8 @@ export interface FleetOptions {
   /** Mutations queued per device: uniform over 1..maxMutations. */
   readonly maxMutations: number;
   readonly seed: number;
+  /** The engine's `connectivityDelayMaxMs`: the reconnection window. @default 10_000 */
+  readonly connectivityDelayMaxMs?: number;
 }
 
 export interface FleetResult {
@@ -170,7 +172,8 @@ export function simulateFleet(options: FleetOptions): FleetResult {
   // server-down: every device runs as the outage begins (within the connectivity jitter: the worst
   // case for a herd). back-online: every device runs after the connectivity jitter at the recovery.
   const wake = options.scenario === 'server-down' ? start : recovery;
-  for (let d = 0; d < n; d++) heap.push(wake + connectivityDelay(random), d);
+  const window = options.connectivityDelayMaxMs ?? 10_000;
+  for (let d = 0; d < n; d++) heap.push(wake + connectivityDelay(random, window), d);
 
   /** The earliest next attempt of device d's unconfirmed mutations (the queue's `nextDueAt`). */
   const nextDue = (d: number): number | null => {
@@ -271,6 +274,8 @@ export interface FleetVariant {
   readonly scenario: FleetScenario;
   readonly jitter: JitterMode;
   readonly retryAfterS: number | undefined;
+  /** The reconnection window; undefined: the engine's default, 10 s. */
+  readonly connectivityDelayMaxMs?: number;
 }
 
 export interface FleetVariantResult extends FleetVariant {
@@ -299,6 +304,12 @@ export function fleetVariants(): FleetVariant[] {
       for (const retryAfterS of [undefined, FLEET.retryAfterS]) out.push({ scenario, jitter, retryAfterS });
     }
   }
+  // The reconnection window sized to the fleet (devices ÷ server capacity = 20 s), and twice that.
+  for (const connectivityDelayMaxMs of [20_000, 40_000]) {
+    for (const jitter of ['equal', 'full'] as const) {
+      out.push({ scenario: 'back-online', jitter, retryAfterS: FLEET.retryAfterS, connectivityDelayMaxMs });
+    }
+  }
   return out;
 }
 
@@ -321,6 +332,9 @@ export function benchFleet(options: { runs: number; log: (line: string) => void 
         jitter: variant.jitter,
         retryAfterS: variant.retryAfterS,
         seed: 1000 + run,
+        ...(variant.connectivityDelayMaxMs === undefined
+          ? {}
+          : { connectivityDelayMaxMs: variant.connectivityDelayMaxMs }),
       });
       results[i]!.push(result);
       options.log(
@@ -350,7 +364,9 @@ export function benchFleet(options: { runs: number; log: (line: string) => void 
 }
 
 export function fleetLabel(variant: FleetVariant): string {
-  return `${variant.scenario.padEnd(11)} jitter ${variant.jitter.padEnd(5)} ${variant.retryAfterS === undefined ? 'no Retry-After' : `Retry-After ${variant.retryAfterS} s`}`;
+  const window =
+    variant.connectivityDelayMaxMs === undefined ? '' : ` window ${variant.connectivityDelayMaxMs / 1000} s`;
+  return `${variant.scenario.padEnd(11)}${window} jitter ${variant.jitter.padEnd(5)} ${variant.retryAfterS === undefined ? 'no Retry-After' : `Retry-After ${variant.retryAfterS} s`}`;
 }
 
 const fmt = (s: Summary, digits = 0) =>
@@ -360,6 +376,7 @@ const fmt = (s: Summary, digits = 0) =>
 export function printFleetTable(variants: readonly FleetVariantResult[]): string {
   const header = [
     'scenario',
+    'reconnect window',
     'jitter',
     'Retry-After',
     'peak req/s',
@@ -371,6 +388,7 @@ export function printFleetTable(variants: readonly FleetVariantResult[]): string
   ];
   const lines = variants.map((v) => [
     v.scenario,
+    `${(v.connectivityDelayMaxMs ?? 10_000) / 1000} s`,
     v.jitter,
     v.retryAfterS === undefined ? 'none' : `${v.retryAfterS} s`,
     fmt(v.peak),

@@ -5,6 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import {
+  ConfigError,
   type ConnectivityAdapter,
   createManualScheduler,
   createSyncEngine,
@@ -221,5 +222,50 @@ describe("a device's day", () => {
     expect(scheduler.current()?.notBefore).toBe(clock.now());
     await scheduler.runDue();
     expect((await engine.queue.stats()).total).toBe(0);
+  });
+
+  it('connectivityDelayMaxMs widens the reconnection window for a large fleet; bad values are a ConfigError', async () => {
+    const clock = manualClock();
+    const scheduler = createManualScheduler(clock);
+    const net = toggleConnectivity(false);
+    const delays: number[] = [];
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      const engine = createSyncEngine({
+        storage: createBetterSqlite3Storage(new Database(':memory:')),
+        entities: { activity: {} },
+        network: { push: async () => ({ type: 'results', results: [] }) },
+        clock,
+        random: seededRandom(seed),
+        scheduler,
+        connectivity: net.adapter,
+        connectivityDelayMaxMs: 60_000,
+      });
+      engines.push(engine);
+      await engine.open();
+      await engine.start({ userId: 'u' });
+      await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a', data: {} });
+      net.set(true);
+      await engine.nextRunRequest();
+      const request = scheduler.current()!;
+      expect(request.reason).toBe('connectivity');
+      delays.push(request.notBefore - clock.now());
+      net.set(false);
+      await engine.close();
+    }
+    for (const delay of delays) {
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThanOrEqual(60_000);
+    }
+    // Spread over the whole window, not the default 10 s.
+    expect(Math.max(...delays)).toBeGreaterThan(10_000);
+    for (const bad of [0, -1, 1.5, Number.NaN, '10s']) {
+      expect(() =>
+        createSyncEngine({
+          storage: createBetterSqlite3Storage(new Database(':memory:')),
+          entities: { activity: {} },
+          connectivityDelayMaxMs: bad as number,
+        }),
+      ).toThrow(ConfigError);
+    }
   });
 });
