@@ -52,6 +52,8 @@ g.Request = UndiciRequest;
 g.Headers = UndiciHeaders;
 g.Response = UndiciResponse;
 let workboxAgent: Agent | undefined;
+/** sync-core's fetch adapter on undici `fetch` too (not `fetchFromUndiciRequest`): one client for both. */
+const SAME_CLIENT = { engineClient: 'fetch' } as const;
 g.fetch = (input: unknown, init?: Record<string, unknown>) =>
   undiciFetch(
     input as string,
@@ -119,14 +121,18 @@ const template = await queueTemplate(count);
 const warmTemplate = await queueTemplate(warm);
 // Warm-up of each program on a small backlog (JIT, sockets, IndexedDB shim), then measured rounds.
 await workboxDrain(warm)();
-await engineDrain(warmTemplate, warm, 'rest')();
-await engineDrain(warmTemplate, warm, 'protocol')();
+await engineDrain(warmTemplate, warm, 'rest', SAME_CLIENT)();
+await engineDrain(warmTemplate, warm, 'protocol', SAME_CLIENT)();
 const programs: Record<string, () => Promise<number>> = {
   workbox: workboxDrain(count),
-  'sync-core rest': engineDrain(template, count, 'rest'),
-  'sync-core batch': engineDrain(template, count, 'protocol'),
+  'sync-core rest': engineDrain(template, count, 'rest', SAME_CLIENT),
+  'sync-core batch': engineDrain(template, count, 'protocol', SAME_CLIENT),
 };
-if (full) programs['sync-core rest c1'] = engineDrain(template, count, 'rest', { restConcurrency: 1 });
+if (full)
+  programs['sync-core rest c1'] = engineDrain(template, count, 'rest', {
+    ...SAME_CLIENT,
+    restConcurrency: 1,
+  });
 log(`peer: N = ${count} per run; ${Object.keys(programs).join(', ')}`);
 const result = await interleave(programs, runs, { warmup: false, log });
 removeTemplates();
