@@ -35,12 +35,15 @@ export async function applyBookkeeping(
     // edited twice) are now based on the version this one produced: without this, the device's
     // second edit would conflict with its own first.
     if (d.version !== undefined && m.op !== 'delete') {
-      rebased.push(
-        m.entity,
-        d.assignedId ?? m.entityId,
-        toJsonColumn(m.baseVersion),
-        JSON.stringify(d.version),
-      );
+      const base = toJsonColumn(m.baseVersion);
+      const version = JSON.stringify(d.version);
+      // Queued rows of a record the server just gave an id are still under the client id here
+      // (assignId renames them below, in this transaction); rows the app queued under the server
+      // id itself are matched too.
+      rebased.push(m.entity, m.entityId, base, version);
+      if (d.assignedId !== undefined && d.assignedId !== m.entityId) {
+        rebased.push(m.entity, d.assignedId, base, version);
+      }
     }
   }
   // One statement per chunk rather than one per confirmation (a drain confirms thousands).

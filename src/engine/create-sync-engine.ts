@@ -276,8 +276,10 @@ export interface SyncEngine
    * the network is down, the server asks to slow down, or credentials are refused. This is what
    * an OS background hook calls. Never rejects for network trouble: see the report's `outcome`.
    *
-   * `run:started`, `run:progress` and `run:finished` are emitted for runs that took the lease;
-   * a `busy` or `no-scope` report is returned without events.
+   * With nothing to do (nothing due or inflight, no pull handler, no lease held) the run takes no
+   * lease: it writes its run row in one transaction. `run:started` and `run:finished` are emitted
+   * for every run that wrote its row (`run:progress` while it sends); a `busy`, `no-scope`,
+   * `offline`, `throttled` or `auth-required` report returned before that comes without events.
    *
    * @throws ConfigError when the engine has no network adapter; StateError when not open.
    */

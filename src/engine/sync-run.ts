@@ -342,7 +342,13 @@ export class SyncRun {
         [JSON.stringify({ until: this.#notBefore, setAt: ctx.clock.now() })],
       );
     } else if (report.outcome === 'ok') {
-      await tx.run("DELETE FROM sync_meta WHERE key = 'not_before'");
+      // Only a Retry-After that has passed: another process may have stored a new one since this
+      // run checked (its read was outside this transaction), and that one must hold.
+      await tx.run(
+        `DELETE FROM sync_meta WHERE key = 'not_before' AND CASE WHEN json_valid(value)
+           THEN COALESCE(json_extract(value, '$.until'), CAST(value AS INTEGER)) ELSE 0 END <= ?`,
+        [ctx.clock.now()],
+      );
     }
     await ctx.status.raiseStuck(tx, ctx.scope, ctx.stuckAfterMs);
     await ctx.status.recordRun(tx, ctx.scope, {

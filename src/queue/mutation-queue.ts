@@ -266,6 +266,11 @@ export class MutationQueue {
     if (this.#storage.adapter.capabilities?.insertRowid === true) {
       const { lastInsertRowid } = await executor.run(INSERT_SQL, params);
       seq = Number(lastInsertRowid);
+      if (!Number.isSafeInteger(seq)) {
+        // An adapter (or a wrapper of one) that declares insertRowid but did not report it.
+        const [row] = await executor.all<{ seq: number }>('SELECT seq FROM sync_mutations WHERE id = ?', [id]);
+        seq = Number(row?.seq ?? -1);
+      }
     } else {
       const rows = await executor.all<{ seq: number }>(INSERT_RETURNING_SQL, params);
       seq = Number(rows[0]!.seq);

@@ -208,6 +208,28 @@ describe('own edits', () => {
     expect(report.counts).toMatchObject({ pushed: 2, conflicted: 0 });
     expect(server.log().map((e) => e.baseVersion)).toEqual([1, 2]);
   });
+
+  it('an edit queued after an offline create is based on the version the create produced, also when the server assigned the id', async () => {
+    const { engine } = await client({ activity: {} });
+    await engine.enqueue({
+      entity: 'activity',
+      op: 'create',
+      entityId: 'local-a1',
+      data: { title: 'Visit' },
+    });
+    await engine.enqueue({
+      entity: 'activity',
+      op: 'update',
+      entityId: 'local-a1',
+      data: { title: 'Visit 2' },
+    });
+    const report = await engine.runOnce();
+    expect(report.counts).toMatchObject({ pushed: 2, conflicted: 0 });
+    const log = server.log();
+    expect(log.map((e) => `${e.op}:${e.entityId}`)).toEqual(['create:srv-1', 'update:srv-1']);
+    // Without the carry-over the edit went out with no base version: a blind overwrite.
+    expect(log[1]!.baseVersion).toBe(1);
+  });
 });
 
 describe('server-assigned ids', () => {

@@ -1,8 +1,8 @@
 /**
  * Review of the drain/idle hot-path commits (ad707f7 claim as one UPDATE … RETURNING and batched
  * confirmations, 5594c63 pinned version carry-over, ecf666f idle fast path, 150ca35 INSERT without
- * RETURNING). Tests marked `it.fails` demonstrate a bug that is still there; the others pin subtle
- * behaviours that were checked and found correct.
+ * RETURNING). Tests marked `it.fails` demonstrate a cost or bug that is still there; the others pin
+ * subtle behaviours that were checked and found correct (and the Retry-After race found and fixed).
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -132,14 +132,13 @@ async function rawQueue(db: Database.Database) {
 const LEASE_META_SQL = "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'not_before')";
 
 describe('review-perf: idle fast path (ecf666f)', () => {
-  // BUG (invariant 4, two processes; the same race existed in the leased path, the idle path keeps
-  // it): runOnce reads not_before outside any transaction, then decides. A run in another process
-  // that ends `throttled` (429, Retry-After 120 s) between that read and the idle transaction
-  // writes not_before and releases its lease; the idle transaction then finds the lease free,
-  // nothing inflight and nothing due (the throttled mutation waits 120 s), reports `ok`, and
-  // #finishIn runs `DELETE FROM sync_meta WHERE key = 'not_before'` on the strength of the stale
-  // read. The server's run-level Retry-After is gone: the next run sends at once.
-  it.fails("an idle run never deletes a Retry-After another process wrote after this run's read", async () => {
+  // Found in review (invariant 4, two processes; the leased path had the same race): runOnce
+  // reads not_before outside any transaction, then decides. A run in another process that ends
+  // `throttled` (429, Retry-After 120 s) between that read and the idle transaction writes
+  // not_before and releases its lease; the idle run then reports `ok`. It used to delete
+  // not_before on the strength of its stale read; now a run deletes only a not_before that has
+  // passed.
+  it("an idle run never deletes a Retry-After another process wrote after this run's read", async () => {
     const { file, clock, make } = sharedFile();
     const throttling = scriptedNetwork(() => ({
       type: 'failure',
