@@ -138,11 +138,6 @@ const DUE_HEADS = `FROM sync_mutations AS m
     AND (m.depends_on IS NULL OR NOT EXISTS (
       SELECT 1 FROM json_each(m.depends_on) AS d JOIN sync_mutations AS q ON q.id = d.value))`;
 
-// What a claim returns: the columns whose value the claim does not set or know already (scope,
-// state, sent and updated_at are), which keeps RETURNING's temporary table small.
-const CLAIMED_COLUMNS =
-  'seq, id, key, entity, entity_id, op, data, bytes, base_version, depends_on, attempts, next_attempt_at, last_error, created_at';
-
 // One statement claims the oldest due heads within the byte budget (the first is taken whatever
 // its size): a single UPDATE is atomic on its own, so no other process can claim a row between
 // the choice and the write, and a claim costs one commit without an explicit transaction.
@@ -155,14 +150,14 @@ const CLAIM_SQL = `UPDATE sync_mutations
         SUM(m.bytes) OVER (ORDER BY m.seq ROWS UNBOUNDED PRECEDING) AS total
       FROM (SELECT m.seq, m.bytes ${DUE_HEADS} ORDER BY m.seq LIMIT ?) AS m)
     WHERE n = 1 OR total <= ?)
-  RETURNING ${CLAIMED_COLUMNS}`;
+  RETURNING ${COLUMNS}`;
 
-function toMutation(row: MutationRow, scope?: Scope): Mutation {
+function toMutation(row: MutationRow): Mutation {
   return {
     seq: row.seq,
     id: row.id,
     key: row.key,
-    scope: scope ?? parseScopeKey(row.scope),
+    scope: parseScopeKey(row.scope),
     entity: row.entity,
     entityId: row.entity_id,
     op: row.op,
@@ -404,22 +399,17 @@ export class MutationQueue {
    */
   async claim(request: ClaimRequest): Promise<Mutation[]> {
     const now = this.#clock.now();
-    const rows = await this.#storage.all<Omit<MutationRow, 'scope' | 'state' | 'sent' | 'updated_at'>>(
-      CLAIM_SQL,
-      [
-        request.token,
-        now + request.claimTtlMs,
-        now,
-        scopeKey(request.scope),
-        now,
-        request.maxCount,
-        request.maxBytes,
-      ],
-    );
+    const rows = await this.#storage.all<MutationRow>(CLAIM_SQL, [
+      request.token,
+      now + request.claimTtlMs,
+      now,
+      scopeKey(request.scope),
+      now,
+      request.maxCount,
+      request.maxBytes,
+    ]);
     rows.sort((a, b) => a.seq - b.seq);
-    return rows.map((row) =>
-      toMutation({ ...row, scope: '', state: 'inflight', sent: 1, updated_at: now }, request.scope),
-    );
+    return rows.map(toMutation);
   }
 
   /**
@@ -708,7 +698,7 @@ export class MutationQueue {
       `SELECT ${COLUMNS} FROM sync_mutations ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`,
       params,
     );
-    return rows.map((row) => toMutation(row));
+    return rows.map(toMutation);
   }
 
   /** One mutation by id, or `undefined` when it is not (or no longer) queued. */
