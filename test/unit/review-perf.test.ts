@@ -129,6 +129,24 @@ async function rawQueue(db: Database.Database) {
   return { queue: new MutationQueue(guarded, clock, seededRandom(3)), clock, guarded };
 }
 
+/** An open engine signed in as U1 over an in-memory better-sqlite3 database, answering "applied". */
+async function startedEngine() {
+  const db = new Database(':memory:');
+  const clock = manualClock();
+  const engine = createSyncEngine({
+    storage: createBetterSqlite3Storage(db),
+    entities: { activity: {} },
+    network: scriptedNetwork(applyAll).network,
+    clock,
+    random: seededRandom(5),
+    timers: manualTimers().timers,
+  });
+  engines.push(engine);
+  await engine.open();
+  await engine.start(U1);
+  return { db, clock, engine };
+}
+
 const LEASE_META_SQL = "SELECT key, value FROM sync_meta WHERE key IN ('auth_paused', 'not_before')";
 
 describe('review-perf: idle fast path (ecf666f)', () => {
@@ -451,19 +469,7 @@ describe('review-perf: idle fast path (ecf666f) — checked, correct', () => {
   });
 
   it('a wall clock that went back a day is not idle: the schedule is re-based, as by a leased run (FAULTS 29)', async () => {
-    const db = new Database(':memory:');
-    const clock = manualClock();
-    const engine = createSyncEngine({
-      storage: createBetterSqlite3Storage(db),
-      entities: { activity: {} },
-      network: scriptedNetwork(applyAll).network,
-      clock,
-      random: seededRandom(5),
-      timers: manualTimers().timers,
-    });
-    engines.push(engine);
-    await engine.open();
-    await engine.start(U1);
+    const { db, clock, engine } = await startedEngine();
     const m = await engine.enqueue({ entity: 'activity', op: 'update', entityId: 'a', data: {} });
     db.prepare('UPDATE sync_mutations SET next_attempt_at = ?, updated_at = ? WHERE id = ?').run(
       clock.now() + 30_000,
@@ -476,19 +482,7 @@ describe('review-perf: idle fast path (ecf666f) — checked, correct', () => {
   });
 
   it('a deadline already passed goes the leased way (outcome deadline); a live one is an idle ok', async () => {
-    const db = new Database(':memory:');
-    const clock = manualClock();
-    const engine = createSyncEngine({
-      storage: createBetterSqlite3Storage(db),
-      entities: { activity: {} },
-      network: scriptedNetwork(applyAll).network,
-      clock,
-      random: seededRandom(5),
-      timers: manualTimers().timers,
-    });
-    engines.push(engine);
-    await engine.open();
-    await engine.start(U1);
+    const { db, clock, engine } = await startedEngine();
     expect((await engine.runOnce({ deadline: clock.now() })).outcome).toBe('deadline');
     expect((await engine.runOnce({ deadline: clock.now() + 25_000 })).outcome).toBe('ok');
     const signal = AbortSignal.abort();
