@@ -263,7 +263,9 @@ export class MutationQueue {
       seq = Number(lastInsertRowid);
       if (!Number.isSafeInteger(seq)) {
         // An adapter (or a wrapper of one) that declares insertRowid but did not report it.
-        const [row] = await executor.all<{ seq: number }>('SELECT seq FROM sync_mutations WHERE id = ?', [id]);
+        const [row] = await executor.all<{ seq: number }>('SELECT seq FROM sync_mutations WHERE id = ?', [
+          id,
+        ]);
         seq = Number(row?.seq ?? -1);
       }
     } else {
