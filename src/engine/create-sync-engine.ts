@@ -552,11 +552,9 @@ class Engine extends EventEmitter<SyncEvents> implements SyncEngine {
     const scope = this.#requireScope('enqueueMany');
     const prepared = await this.#prepareAll(inputs);
     this.#assertOpen('enqueueMany');
-    const stored = await this.#storage.transaction('immediate', async (tx) => {
-      const out: EnqueuedMutation[] = [];
-      for (const item of prepared) out.push(await this.#queue.insert(tx, scope, item));
-      return out;
-    });
+    const stored = await this.#storage.transaction('immediate', (tx) =>
+      this.#queue.insertMany(tx, scope, prepared),
+    );
     this.#emitEnqueued(stored);
     return stored;
   }

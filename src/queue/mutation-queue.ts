@@ -216,14 +216,36 @@ export class MutationQueue {
     return prepared.entity.coalesce && (prepared.op === 'update' || prepared.op === 'delete');
   }
 
-  async insert(executor: Executor, scope: Scope, input: PreparedMutation): Promise<EnqueuedMutation> {
+  /**
+   * Store several prepared mutations in order, on a transaction's executor. One look at the id
+   * map serves them all: while no record of the scope has a server-assigned id (the usual case),
+   * no mutation needs translating.
+   */
+  async insertMany(
+    tx: Executor,
+    scope: Scope,
+    inputs: readonly PreparedMutation[],
+  ): Promise<EnqueuedMutation[]> {
+    const mapped = await tx.all('SELECT 1 FROM sync_id_map WHERE scope = ? LIMIT 1', [scopeKey(scope)]);
+    const out: EnqueuedMutation[] = [];
+    for (const input of inputs)
+      out.push(await this.insert(tx, scope, input, { idMapEmpty: mapped.length === 0 }));
+    return out;
+  }
+
+  async insert(
+    executor: Executor,
+    scope: Scope,
+    input: PreparedMutation,
+    hints: { readonly idMapEmpty?: boolean } = {},
+  ): Promise<EnqueuedMutation> {
     // The engine passes the same frozen scope object for every enqueue of a session.
     if (scope !== this.#lastScope || !Object.isFrozen(scope)) {
       this.#lastScope = scope;
       this.#lastScopeKey = scopeKey(scope);
     }
     const key = this.#lastScopeKey;
-    const prepared = await this.#translateIds(executor, key, input);
+    const prepared = hints.idMapEmpty ? input : await this.#translateIds(executor, key, input);
     if (MutationQueue.needsTransaction(prepared)) {
       const [tail] = await executor.all<MutationRow>(TAIL_SQL, [
         key,
@@ -314,7 +336,20 @@ export class MutationQueue {
     // created under that id got a server id. Edits of a client id whose new create is still queued
     // belong to that new record too: they are not translated either.
     let entityId = prepared.entityId;
-    if (prepared.op !== 'create') {
+    let dependsOn = prepared.dependsOn;
+    if (prepared.op === 'create') {
+      // But the app sees one record under its client id: a re-create waits for whatever is still
+      // queued of the record that id was mapped to (a delete, a first create's edits), or the two
+      // would be in flight together in no guaranteed order (invariant 3).
+      const mapped = await lookup(prepared.entity.name, prepared.entityId);
+      if (mapped !== undefined) {
+        const [last] = await executor.all<{ id: string }>(
+          'SELECT id FROM sync_mutations WHERE scope = ? AND entity = ? AND entity_id = ? ORDER BY seq DESC LIMIT 1',
+          [scope, prepared.entity.name, mapped],
+        );
+        if (last !== undefined && !dependsOn.includes(last.id)) dependsOn = [...dependsOn, last.id];
+      }
+    } else {
       const mapped = await lookup(prepared.entity.name, prepared.entityId);
       // Only when a mapping exists (rare) is it worth asking whether a new create is queued.
       if (mapped !== undefined) {
@@ -339,11 +374,14 @@ export class MutationQueue {
         if (serverId !== undefined) data = { ...data, [field]: serverId };
       }
     }
-    if (entityId === prepared.entityId && data === prepared.data) return prepared;
+    if (entityId === prepared.entityId && data === prepared.data && dependsOn === prepared.dependsOn) {
+      return prepared;
+    }
     const dataJson = data === prepared.data ? prepared.dataJson : JSON.stringify(data);
     return {
       ...prepared,
       entityId,
+      dependsOn,
       data,
       dataJson,
       bytes: dataJson === null ? 0 : utf8Length(dataJson),

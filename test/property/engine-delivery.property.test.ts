@@ -133,7 +133,13 @@ describe('engine delivery through faults (DESIGN.md invariants 1–3)', () => {
             await engine.close();
           }
         }),
-        { numRuns: NUM_RUNS },
+        {
+          numRuns: NUM_RUNS,
+          // Replay a counterexample: SYNC_CORE_SEED=<seed> SYNC_CORE_PATH=<path> from fast-check's report.
+          ...(process.env.SYNC_CORE_SEED === undefined
+            ? {}
+            : { seed: Number(process.env.SYNC_CORE_SEED), path: process.env.SYNC_CORE_PATH }),
+        },
       );
     },
     TEST_TIMEOUT_MS,

@@ -107,12 +107,6 @@ const NUM_RUNS =
   process.env.SYNC_CORE_RUNS === undefined ? (LONG ? 5_000 : 100) : Number(process.env.SYNC_CORE_RUNS);
 const MAX_COMMANDS = 40;
 const TEST_TIMEOUT_MS = LONG ? 3_600_000 : 120_000;
-/**
- * The open engine bug this suite found (B3), reproduced by an `it.fails` test at the end of this
- * file. The properties step around it (and count how often) so that they keep checking everything
- * else; `SYNC_CORE_STRICT=1` makes them meet it, to replay its counterexamples.
- */
-const STRICT = process.env.SYNC_CORE_STRICT !== undefined && process.env.SYNC_CORE_STRICT !== '';
 /** Runs allowed per user to drain on a healthy network; more means a record is stuck for good. */
 const MAX_DRAIN_RUNS = 60;
 
@@ -271,8 +265,8 @@ interface Stats {
   busyRefusals: number;
   exhaustedRetried: number;
   rebases: number;
-  /** Second creates of a client id turned into edits, to step around B3. */
-  b3Avoided: number;
+  /** Second creates of a client id the server had already given its own id (B3's path). */
+  recreates: number;
 }
 
 const STATS: Record<string, Stats> = {};
@@ -299,7 +293,7 @@ function statsFor(name: string): Stats {
     busyRefusals: 0,
     exhaustedRetried: 0,
     rebases: 0,
-    b3Avoided: 0,
+    recreates: 0,
   };
   return STATS[name]!;
 }
@@ -1146,16 +1140,13 @@ class EnqueueCommand implements EngineCommand {
 
   #input(real: EngineUnderTest, spec: EnqueueSpec): MutationInput {
     const { entity, entityId, n, base } = spec;
-    let op: string = spec.op;
+    const op: string = spec.op;
     const scope = real.activeScope;
     const record = JSON.stringify([scopeKey(scope), entity, entityId]);
     if (op === 'create' && real.model.config.assignIds && entity === 'activity') {
-      // Known bug B3 (see the it.fails test): with server-assigned ids, a second create of a client
-      // id breaks per-record order. The app edits the record instead, unless SYNC_CORE_STRICT.
-      if (real.model.created.has(record) && !STRICT) {
-        op = 'update';
-        real.model.stats.b3Avoided++;
-      }
+      // A second create of a client id with server-assigned ids broke per-record order (B3, fixed:
+      // a re-create now waits for what is queued under the mapped id). Counted to show it is met.
+      if (real.model.created.has(record)) real.model.stats.recreates++;
       real.model.created.add(record);
     }
     const baseVersion =
@@ -1808,7 +1799,7 @@ describe('the whole engine against a model (better-sqlite3 file, model server, f
           `crashes ${s.crashesIdle} idle / ${s.crashesMidRun} mid-run / ${s.crashesInTransaction} in a transaction; ` +
           `${s.userSwitches} user switches, ${s.purges} purges, ${s.conflictsResolved} conflicts resolved, ` +
           `${s.faultsInjected} faults (${s.faultsDowngraded} 422s withheld), ${s.busyRefusals} busy refusals, ${s.rebases} rebases, ${s.exhaustedRetried} exhausted retried; ` +
-          `${s.acknowledged} acknowledged, ${s.delivered} delivered; lost ${s.lost}, duplicated ${s.duplicated}, out of order ${s.outOfOrder}; B3 stepped around ${s.b3Avoided}`,
+          `${s.acknowledged} acknowledged, ${s.delivered} delivered; lost ${s.lost}, duplicated ${s.duplicated}, out of order ${s.outOfOrder}; re-creates of a mapped client id ${s.recreates}`,
       );
     }
   });
@@ -1919,7 +1910,9 @@ describe('engine bugs found by the model-based suite (minimal deterministic repr
   // "281:0:0:2:2:2:2:5:5:6:9:8:9:11:9:10:9:8:8:8:7:7:7:7:8:9:9", replayPath "///E:P" with
   // SYNC_CORE_STRICT=1 SYNC_CORE_RUNS=300. An edit queued before a re-create is translated to the
   // server id, the re-create is not: one client record, two queue records, no order between them.
-  it.fails('B3: with server-assigned ids, an edit of a record and a later re-create of its client id are queued under two different ids (server id, client id) and sent together — two mutations of one record in flight, in no guaranteed order (invariant 3)', async () => {
+  // Fixed: a create whose client id is mapped depends on the last mutation queued under the
+  // mapped id. The properties no longer step around it (SYNC_CORE_STRICT is gone).
+  it('B3 (fixed): with server-assigned ids, an edit of a record and a later re-create of its client id are queued under two different ids (server id, client id) and sent together — two mutations of one record in flight, in no guaranteed order (invariant 3)', async () => {
     const clock = createFakeClock();
     const server = createModelServer({ assignIds: ['activity'] });
     const network = createFaultyNetwork(server, { clock });
