@@ -177,6 +177,9 @@ function toMutation(row: MutationRow): Mutation {
 const CLAMP_NEEDED_SQL = `SELECT 1 FROM sync_mutations
   WHERE state = 'pending' AND (updated_at > ? OR next_attempt_at > ?) LIMIT 1`;
 
+/** Links of a chain of id mappings followed at most (a cycle or a longer chain stops there). */
+const MAX_ID_MAP_HOPS = 16;
+
 /** Ids bound in one `IN (…)` list: under SQLite's smallest default variable limit (999). */
 const MAX_IDS_PER_STATEMENT = 500;
 
@@ -325,12 +328,23 @@ export class MutationQueue {
     scope: string,
     prepared: PreparedMutation,
   ): Promise<PreparedMutation> {
+    // Mappings chain when a record is created again under an id the server had already mapped:
+    // the queued rows were renamed to the first server id, and a create among them got a second
+    // one. The record the app means is at the end of the chain.
     const lookup = async (entity: string, clientId: string): Promise<string | undefined> => {
-      const [row] = await executor.all<{ server_id: string }>(
-        'SELECT server_id FROM sync_id_map WHERE scope = ? AND entity = ? AND client_id = ?',
-        [scope, entity, clientId],
-      );
-      return row?.server_id;
+      let found: string | undefined;
+      const seen = new Set([clientId]);
+      for (let id = clientId; seen.size <= MAX_ID_MAP_HOPS; ) {
+        const [row] = await executor.all<{ server_id: string }>(
+          'SELECT server_id FROM sync_id_map WHERE scope = ? AND entity = ? AND client_id = ?',
+          [scope, entity, id],
+        );
+        if (row === undefined || seen.has(row.server_id)) break;
+        found = row.server_id;
+        seen.add(found);
+        id = found;
+      }
+      return found;
     };
     // A create names a new record: its client id is not the old record's, even if a record once
     // created under that id got a server id. Edits of a client id whose new create is still queued

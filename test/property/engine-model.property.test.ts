@@ -1946,4 +1946,45 @@ describe('engine bugs found by the model-based suite (minimal deterministic repr
       await engine.close();
     }
   });
+
+  it('chained server ids: a re-create queued under a client id before its first create was confirmed gets a second server id, and a later edit of the client id goes to that second record (invariant 3)', async () => {
+    const clock = createFakeClock();
+    const server = createModelServer({ assignIds: ['activity'] });
+    const network = createFaultyNetwork(server, { clock });
+    const assigned: string[] = [];
+    const engine = createSyncEngine({
+      storage: createBetterSqlite3Storage(new Database(':memory:')),
+      entities: {
+        activity: {
+          onIdAssigned: (_tx, { clientId, serverId }) => {
+            assigned.push(`${clientId}->${serverId}`);
+          },
+        },
+      },
+      network,
+      clock,
+      timers: createFakeTimers(clock),
+      random: createSeededRandom(2),
+    });
+    await engine.open();
+    await engine.start({ userId: 'u1' });
+    try {
+      // All three are queued under a1 before the server has assigned anything.
+      await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a1', data: { n: 1 } });
+      await engine.enqueue({ entity: 'activity', op: 'delete', entityId: 'a1' });
+      await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'a1', data: { n: 2 } });
+      const first = await engine.runOnce();
+      expect(first.counts.pushed).toBe(3);
+      // The first create became srv-1 (the delete and the re-create were renamed to it), and the
+      // re-create, sent as srv-1, became srv-2: the app's a1 is now srv-2.
+      expect(assigned).toEqual(['a1->srv-1', 'srv-1->srv-2']);
+      const edit = await engine.enqueue({ entity: 'activity', op: 'update', entityId: 'a1', data: { n: 3 } });
+      expect(edit.entityId, 'the edit follows the chain of mappings to the live record').toBe('srv-2');
+      const second = await engine.runOnce();
+      expect(second.counts).toMatchObject({ pushed: 1, conflicted: 0, failed: 0 });
+      expect(await engine.queue.stats()).toMatchObject({ pending: 0, conflict: 0, failed: 0 });
+    } finally {
+      await engine.close();
+    }
+  });
 });
