@@ -1956,7 +1956,7 @@ describe('engine bugs found by the model-based suite (minimal deterministic repr
       storage: createBetterSqlite3Storage(new Database(':memory:')),
       entities: {
         activity: {
-          onIdAssigned: (_tx, { clientId, serverId }) => {
+          onIdAssigned: async (_tx, { clientId, serverId }) => {
             assigned.push(`${clientId}->${serverId}`);
           },
         },
