@@ -120,6 +120,11 @@ interface MutationRow {
 const COLUMNS =
   'seq, id, key, scope, entity, entity_id, op, data, bytes, base_version, depends_on, state, attempts, next_attempt_at, last_error, sent, created_at, updated_at';
 
+// Returned by a claim: every column but those the claim itself sets or the caller already knows
+// (a quarter fewer values to copy out of SQLite per claimed row, and no scope key to parse).
+const CLAIMED_COLUMNS =
+  'seq, id, key, entity, entity_id, op, data, base_version, depends_on, attempts, next_attempt_at, last_error, created_at';
+
 const INSERT_SQL = `INSERT INTO sync_mutations
   (id, key, scope, entity, entity_id, op, data, bytes, base_version, depends_on, state, attempts, next_attempt_at, created_at, updated_at)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`;
@@ -150,7 +155,31 @@ const CLAIM_SQL = `UPDATE sync_mutations
         SUM(m.bytes) OVER (ORDER BY m.seq ROWS UNBOUNDED PRECEDING) AS total
       FROM (SELECT m.seq, m.bytes ${DUE_HEADS} ORDER BY m.seq LIMIT ?) AS m)
     WHERE n = 1 OR total <= ?)
-  RETURNING ${COLUMNS}`;
+  RETURNING ${CLAIMED_COLUMNS}`;
+
+/** A claimed row: the columns the claim did not set itself (scope, state and times are known). */
+type ClaimedRow = Omit<MutationRow, 'scope' | 'bytes' | 'state' | 'sent' | 'updated_at'>;
+
+function toClaimed(row: ClaimedRow, scope: Scope, now: number): Mutation {
+  return {
+    seq: row.seq,
+    id: row.id,
+    key: row.key,
+    scope,
+    entity: row.entity,
+    entityId: row.entity_id,
+    op: row.op,
+    data: fromJsonColumn<JsonValue>(row.data),
+    baseVersion: fromJsonColumn<Version>(row.base_version),
+    dependsOn: fromJsonColumn<string[]>(row.depends_on) ?? [],
+    state: 'inflight',
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastError: fromJsonColumn<MutationError>(row.last_error),
+    createdAt: row.created_at,
+    updatedAt: now,
+  };
+}
 
 function toMutation(row: MutationRow): Mutation {
   return {
@@ -453,7 +482,7 @@ export class MutationQueue {
    */
   async claim(request: ClaimRequest): Promise<Mutation[]> {
     const now = this.#clock.now();
-    const rows = await this.#storage.all<MutationRow>(CLAIM_SQL, [
+    const rows = await this.#storage.all<ClaimedRow>(CLAIM_SQL, [
       request.token,
       now + request.claimTtlMs,
       now,
@@ -463,7 +492,7 @@ export class MutationQueue {
       request.maxBytes,
     ]);
     rows.sort((a, b) => a.seq - b.seq);
-    return rows.map(toMutation);
+    return rows.map((row) => toClaimed(row, request.scope, now));
   }
 
   /**
