@@ -10,9 +10,9 @@
 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer } from '../../examples/server/index.js';
-import { copyDb, rawQueueTemplate, SCOPE } from './fixtures.js';
+import { copyDb, rawQueueTemplate } from './fixtures.js';
 import { type BenchRow, interleave, pairedRatio, runTsChild, tempDir } from './lib.js';
+import { startSinkServer } from './sink-server.js';
 
 const child = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
 
@@ -28,13 +28,18 @@ interface ChildResult {
 
 function drainInChild(template: string, count: number, extra: ChildResult[]): () => Promise<number> {
   return async () => {
-    const server = await startServer({ port: 0 });
+    const server = await startSinkServer();
     const { dir, remove } = tempDir();
     try {
       const file = join(dir, 'q.db');
       copyDb(template, file);
-      const out = await runTsChild(child, [file, server.url, server.issueToken(SCOPE).token, String(count)]);
+      const out = await runTsChild(child, [file, server.url, 'sink-token', String(count)]);
       const result = JSON.parse(out.trim().split('\n').pop()!) as ChildResult;
+      if (server.received() !== count || server.duplicates() !== 0) {
+        throw new Error(
+          `memory drain: the server received ${server.received()} of ${count} mutations, ${server.duplicates()} twice`,
+        );
+      }
       extra.push(result);
       return result.maxRssKiB / 1024;
     } finally {
@@ -48,10 +53,9 @@ const label = (count: number) => (count >= 1_000_000 ? `${count / 1_000_000}M` :
 
 export async function benchMemory(options: {
   runs: number;
-  full: boolean;
   log: (line: string) => void;
 }): Promise<BenchRow[]> {
-  const sizes = options.full ? [10_000, 100_000, 1_000_000] : [10_000, 100_000];
+  const sizes = [10_000, 100_000, 1_000_000];
   options.log(`memory: building queued databases (${sizes.map(label).join(', ')})`);
   const templates = new Map<number, string>();
   for (const size of sizes) {

@@ -2,7 +2,7 @@
  * `npm run bench`: sync-core against raw baselines, on this machine. Not part of `npm test`.
  *
  *   npm run bench                     default sizes (a few minutes)
- *   npm run bench -- --full           drain 100,000, the 1M-backlog memory run, REST c1 in the peer group
+ *   npm run bench -- --full           also: REST drain of 20,000, the engine on undici fetch, REST c1 in the peer group
  *   npm run bench -- --only=enqueue   groups: enqueue, drain, peer, startup, memory, fleet (comma-separated)
  *   npm run bench -- --runs=7         runs per figure (default 5, at least 5 recommended)
  *
@@ -39,7 +39,7 @@ const groups: Record<string, () => Promise<BenchRow[]>> = {
   drain: () => benchDrain({ runs, log, full }),
   peer: () => benchPeer({ runs, log, full }),
   startup: () => benchStartup({ runs, log }),
-  memory: () => benchMemory({ runs, log, full }),
+  memory: () => benchMemory({ runs, log }),
   fleet: async () => {
     fleet = benchFleet({ runs, log });
     return [];
