@@ -77,7 +77,17 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
 function rememberSecret(secrets: Set<string>, value: string): void {
+  // The same credential comes back on every request of a push: split it once.
+  if (secrets.has(value)) return;
   if (value.length >= MIN_SECRET_LENGTH) secrets.add(value);
   // `Bearer abc…`, `Basic …`: the credential part alone may be echoed too.
   for (const part of value.split(/\s+/)) if (part.length >= MIN_SECRET_LENGTH) secrets.add(part);
@@ -94,7 +104,9 @@ async function credentialHeaders(
 ): Promise<{ readonly headers: Record<string, string> } | { readonly failure: TransportFailure }> {
   let credentials: unknown;
   try {
-    credentials = await raceAbort(Promise.resolve(ctx.options.credentials(ctx.scope)), signal);
+    const provided: unknown = ctx.options.credentials(ctx.scope);
+    // A provider that answers synchronously (a token held in memory) needs no race with the signal.
+    credentials = isThenable(provided) ? await raceAbort(Promise.resolve(provided), signal) : provided;
   } catch {
     if (signal.aborted) return { failure: ABORTED };
     // The provider's error is not echoed: it may quote the credential it failed to produce.
@@ -182,25 +194,32 @@ export async function exchange(ctx: PushContext, request: HttpRequest): Promise<
       redirect: 'manual' as const,
     };
 
+    const send = async (): Promise<FetchResponseLike> => {
+      try {
+        return await raceAbort(options.fetch(request.url, init), controller.signal);
+      } catch (error) {
+        throw new FetchAttemptError(error);
+      }
+    };
+    const shouldResend = (error: unknown): boolean =>
+      !controller.signal.aborted && error instanceof FetchAttemptError && isResendable(error.original);
     let response: FetchResponseLike;
     try {
-      response = await pRetry(
-        async () => {
-          try {
-            return await raceAbort(options.fetch(request.url, init), controller.signal);
-          } catch (error) {
-            throw new FetchAttemptError(error);
-          }
-        },
-        {
+      try {
+        response = await send();
+      } catch (first) {
+        if (options.connectRetries === 0 || !shouldResend(first)) throw first;
+        // Only a failed first send pays for the retry machinery (a drain's requests nearly all
+        // succeed at once). p-retry sees that failure as its first attempt, so the resends keep
+        // their delays (50 ms, then ×2) and their count.
+        response = await pRetry((attempt) => (attempt === 1 ? Promise.reject(first) : send()), {
           retries: options.connectRetries,
           minTimeout: RESEND_MIN_DELAY_MS,
           factor: 2,
           signal: controller.signal,
-          shouldRetry: ({ error }) =>
-            !controller.signal.aborted && error instanceof FetchAttemptError && isResendable(error.original),
-        },
-      );
+          shouldRetry: ({ error }) => shouldResend(error),
+        });
+      }
     } catch (error) {
       const original = error instanceof FetchAttemptError ? error.original : error;
       return {
