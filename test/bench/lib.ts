@@ -144,7 +144,14 @@ export function machine() {
   } catch {
     loadavg = undefined;
   }
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['describe', '--always', '--dirty'], { cwd: root, encoding: 'utf8' }).trim();
+  } catch {
+    // Not a git checkout.
+  }
   return {
+    commit,
     cpuModel,
     nproc,
     node: process.version,
@@ -170,7 +177,7 @@ export function runTsChild(
   return new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, '--import', tsxLoader, file, ...args], {
       cwd: root,
-      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'tsconfig.json'), ...options.env },
+      env: { ...process.env, TSX_TSCONFIG_PATH: join(root, 'test/bench/tsconfig.json'), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: sync-core against raw baselines, on this machine. Not part of `npm test`.
  *
- *   npm run bench                     default sizes (a few minutes)
+ *   npm run bench                     builds dist/, then measures it (sync-core resolves to the built package)
  *   npm run bench -- --full           also: REST drain of 20,000, the engine on undici fetch, REST c1 in the peer group
  *   npm run bench -- --only=enqueue   groups: enqueue, drain, peer, startup, memory, fleet (comma-separated)
  *   npm run bench -- --runs=7         runs per figure (default 5, at least 5 recommended)
@@ -49,7 +49,7 @@ const groups: Record<string, () => Promise<BenchRow[]>> = {
 const started = process.hrtime.bigint();
 const info = machine();
 console.error(
-  `sync-core bench — ${info.cpuModel}, ${info.nproc} CPUs, Node ${info.node}, ${full ? 'full' : 'default'} mode, ${runs} runs per figure`,
+  `sync-core bench — commit ${info.commit} (built dist/), ${info.cpuModel}, ${info.nproc} CPUs, Node ${info.node}, ${full ? 'full' : 'default'} mode, ${runs} runs per figure`,
 );
 const rows: BenchRow[] = [];
 const durations: Record<string, number> = {};
