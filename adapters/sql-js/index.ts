@@ -67,8 +67,10 @@ export interface SqlJsStorageOptions {
    * - `'commit'` (default): after every write, before the write's promise resolves. Nothing an
    *   `enqueue` acknowledged is lost to a crash, at the cost of exporting the whole database per
    *   write (about 50 ms for 100k rows).
-   * - `{ debounceMs, maxWaitMs? }`: save once writes pause for `debounceMs` (and at least every
-   *   `maxWaitMs`, default 10 × debounceMs), and on `close()`. Much cheaper for bursts, but a crash
+   * - `{ debounceMs, maxWaitMs? }`: save once writes pause for `debounceMs`, at the latest
+   *   `maxWaitMs` after the first unsaved write (default 10 × debounceMs; a write that comes
+   *   `maxWaitMs` or more after it saves before it resolves, so a loop of writes that never lets
+   *   a timer fire is bounded too), and on `close()`. Much cheaper for bursts, but a crash
    *   or a killed tab loses the writes of the last window: `enqueue` resolved, yet the mutation is
    *   gone after reload. Call `flush()` (e.g. on `pagehide`) to narrow the window.
    * @default 'commit'
@@ -162,8 +164,15 @@ export function createSqlJsStorage(db: SqlJsDatabase, options: SqlJsStorageOptio
     if (!dirty) dirtySince = Date.now();
     dirty = true;
     if (schedule.kind === 'commit') return save();
-    if (timer !== undefined) clearTimeout(timer);
     const waited = Date.now() - dirtySince;
+    if (waited >= schedule.maxWaitMs) {
+      // The window is over: save before this write returns. A loop of awaited writes never yields
+      // to timers (sql.js answers synchronously), so the timer below alone would never fire and
+      // the crash window would have no bound. Debounced writes resolve before they are saved, so
+      // a failed save does not reject this one; it starts a new window (see save()).
+      return save().catch(() => undefined);
+    }
+    if (timer !== undefined) clearTimeout(timer);
     timer = setTimeout(
       () => void save().catch(() => undefined),
       Math.max(0, Math.min(schedule.debounceMs, schedule.maxWaitMs - waited)),

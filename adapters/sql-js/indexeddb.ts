@@ -482,8 +482,12 @@ export interface IndexedDbStorageOptions {
    *   acknowledged is lost, at the cost of one export and one IndexedDB put per write.
    * - `{ debounceMs, maxWaitMs? }`: once writes pause for `debounceMs`, at the latest `maxWaitMs`
    *   after the first unsaved write (default 10 × debounceMs), on `flush()`, on `close()`, and at
-   *   once while the page is hidden. This context keeps the lock until then, so other contexts
-   *   wait at most about `maxWaitMs`. A crash or a killed tab loses the writes of the last window.
+   *   once while the page is hidden. The `maxWaitMs` bound holds against a busy writer too: a
+   *   call that ends `maxWaitMs` or more after the first unsaved write saves before it returns (a
+   *   loop of awaited writes never lets a timer fire), and the save releases the lock, so a
+   *   waiting context goes next. This context keeps the lock until then, so other contexts wait
+   *   about `maxWaitMs` at most (plus the one call running when the window ends). A crash or a
+   *   killed tab loses the writes of the last window.
    *
    * The default keeps a burst (a form saving twenty rows, a run recording a batch's results) to
    * one export and one put, and bounds both the crash window and another context's wait to half a
@@ -512,7 +516,8 @@ export interface IndexedDbStorageOptions {
   /**
    * How long a call waits for the queue's Web Lock before it fails with `STORAGE_BUSY` (nothing
    * done). A context holds the lock for one call and its save, or through its debounce window (at
-   * most about `maxWaitMs`); it keeps it longer only while its saves fail. `Infinity` waits forever.
+   * most about `maxWaitMs`, however busy it is); it keeps it longer only while its saves fail, or
+   * during one long call (a transaction the app keeps open). `Infinity` waits forever.
    * @default 10_000
    */
   readonly lockTimeoutMs?: number;
@@ -563,10 +568,13 @@ function openImage(SQL: SqlJsStatic, image: Uint8Array, dbName: string): SqlJsDa
  * runs single-flight across contexts (DESIGN.md invariant 6).
  *
  * What a crash can lose: nothing acknowledged in `'commit'` mode; the writes of the last debounce
- * window (at most `maxWaitMs`) in debounced mode. A save that fails rejects the write with
- * `STORAGE_NOT_PERSISTED` (queued in memory, not yet saved); the context keeps the lock, so no
- * other context can save over it, and tries again on the next write, `flush()`, or on its own
- * after a second.
+ * window (at most `maxWaitMs`, even while this context writes without pause) in debounced mode.
+ * A save that fails keeps the lock, so no other context can save over the unsaved writes, and is
+ * tried again on `flush()`, on its own after a second, and by the calls that follow ('commit'
+ * mode: the next write; debounced mode: the first call a second or more later). A write whose own
+ * save fails (every write in `'commit'` mode, any write while the page is hidden) rejects with
+ * `STORAGE_NOT_PERSISTED`: it is queued in memory, not yet saved. Other debounced writes resolve
+ * before they are saved, so a failed save never rejects them; `flush()` reports it.
  *
  * @param SQL - the sql.js module: `await initSqlJs()`.
  * @throws ConfigError for invalid options, or when Web Locks are unavailable and
@@ -652,6 +660,8 @@ export async function openIndexedDbStorage(
   let release: (() => void) | undefined;
   let dirty = false;
   let dirtySince = 0;
+  /** After a failed save: the write path does not try again before this time (ms since epoch). */
+  let retryAt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closing = false;
   let closed = false;
@@ -758,11 +768,14 @@ export async function openIndexedDbStorage(
     } catch (error) {
       // Keep the lock: released with unsaved writes, another context could save a newer image,
       // and this one would then reload it over its own writes.
-      setTimer(Math.max(RETRY_SAVE_MS, schedule.kind === 'debounce' ? schedule.debounceMs : 0));
+      const delay = Math.max(RETRY_SAVE_MS, schedule.kind === 'debounce' ? schedule.debounceMs : 0);
+      retryAt = Date.now() + delay;
+      setTimer(delay);
       throw notPersistedError(error);
     }
     generation += 1;
     dirty = false;
+    retryAt = 0;
     releaseLock();
     if (closing) finish();
   };
@@ -783,9 +796,20 @@ export async function openIndexedDbStorage(
       if (!wrote) return save().catch(() => undefined);
       return save();
     }
+    const now = Date.now();
+    const waited = now - dirtySince;
+    if (waited >= schedule.maxWaitMs && now >= retryAt) {
+      // The window is over: save here, before this call returns. A context that keeps calling
+      // (a loop of awaited enqueues, a long drain) holds the lock, so each call goes through at
+      // once without yielding to the event loop and the timer below would never fire: no save,
+      // an unbounded crash window, and every other tab and the service worker left waiting until
+      // lockTimeoutMs. The save releases the lock, so a waiting context goes next. Debounced
+      // writes resolve before they are saved, so a failed save here does not reject this call:
+      // the lock stays held, and the retry timer, the first call a second later, or flush() retry.
+      return save().catch(() => undefined);
+    }
     // Only a write postpones the save: reads in the window must not keep other contexts waiting.
     if (!wrote && timer !== undefined) return;
-    const waited = Date.now() - dirtySince;
     setTimer(Math.max(0, Math.min(schedule.debounceMs, schedule.maxWaitMs - waited)));
   };
 

@@ -285,6 +285,139 @@ describe('sql.js + IndexedDB: bounded save cost', () => {
   });
 });
 
+describe('sql.js + IndexedDB: maxWaitMs holds against a busy writer', () => {
+  // While a context holds the lock, its calls go through without waiting for anything, so a loop
+  // of awaited writes never yields to timers: only a save in the write path itself bounds the
+  // crash window and lets another context in.
+  it('a loop of awaited enqueues that never lets a timer fire saves at the latest maxWaitMs after each first unsaved write, and a waiting context gets the lock in between', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const SQL = await loadSqlJs();
+      const shared = origin();
+      const storage = await openIndexedDbStorage(SQL, { name: 'q', ...shared }); // 50 ms / 500 ms
+      const engine = track(await engineOver(storage));
+      await storage.flush();
+      const puts = countImagePuts();
+      const other = await openIndexedDbStorage(SQL, { name: 'q', ...shared });
+      const STEP_MS = 10;
+      const WRITES = 200; // 2 s of writes, 10 ms apart; the timers are never advanced
+      let write = 0;
+      const windows: number[] = [];
+      let windowStart: number | undefined = Date.now();
+      await engine.enqueue(create('first')); // this context holds the lock from here on
+      let otherSaw: { write: number; rows: number } | undefined;
+      const otherRead = Promise.resolve(other.all('SELECT count(*) AS n FROM sync_mutations')).then(
+        (rows) => {
+          otherSaw = { write, rows: Number(rows[0]?.n) };
+        },
+      );
+      for (; write < WRITES; write++) {
+        vi.setSystemTime(Date.now() + STEP_MS); // the clock moves; no timer fires
+        windowStart ??= Date.now();
+        const before = puts.count();
+        await engine.enqueue(create(`a${write}`));
+        if (puts.count() > before) {
+          windows.push(Date.now() - windowStart);
+          windowStart = undefined;
+        }
+      }
+      // 2 s of writing: a save at least every 500 ms (a window can start inside the enqueue that
+      // saved, if one of its later statements writes, so it can end sooner than 500 ms after the
+      // next enqueue), never later.
+      expect(windows.length, String(windows)).toBeGreaterThanOrEqual(3);
+      expect(Math.max(...windows), String(windows)).toBeLessThanOrEqual(500);
+      // The other context (a service worker's sync event) got the lock after the first save, with
+      // the writes saved by then, while the loop was still writing.
+      expect(otherSaw).toBeDefined();
+      expect(otherSaw!.write).toBeLessThan(WRITES);
+      expect(otherSaw!.rows).toBeGreaterThanOrEqual(40);
+      await otherRead;
+      await storage.flush();
+      await settle();
+      expect(shared.locks.held(LOCK)).toBe(false);
+      expect(shared.locks.maxHeld(LOCK)).toBe(1);
+      await other.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a save that fails in the write path does not reject the debounced write, keeps the lock, and is tried again by the first call a second later, not by every call', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const SQL = await loadSqlJs();
+      const shared = origin();
+      const storage = await openIndexedDbStorage(SQL, { name: 'q', ...shared }); // 50 ms / 500 ms
+      await storage.exec('CREATE TABLE t (v INTEGER)');
+      await storage.flush();
+      const put = IDBObjectStore.prototype.put;
+      const attempts: number[] = [];
+      let failing = true;
+      vi.spyOn(IDBObjectStore.prototype, 'put').mockImplementation(function (
+        this: IDBObjectStore,
+        value: unknown,
+        key?: IDBValidKey,
+      ) {
+        if (key === 'image') {
+          attempts.push(Date.now());
+          if (failing) throw new DOMException('quota', 'QuotaExceededError');
+        }
+        return put.call(this, value, key);
+      });
+      const started = Date.now();
+      for (let i = 0; i < 20; i++) {
+        await storage.run('INSERT INTO t (v) VALUES (?)', [i]); // resolves although the save fails
+        vi.setSystemTime(Date.now() + 100);
+      }
+      // Saves tried at 500 ms (the window's end), then once a second: not on each of the writes.
+      expect(attempts.map((at) => at - started)).toEqual([500, 1500]);
+      expect(shared.locks.held(LOCK)).toBe(true);
+      failing = false;
+      await storage.flush();
+      expect(shared.locks.held(LOCK)).toBe(false);
+      const stored = await createIndexedDbSnapshot('q', { indexedDB: shared.indexedDB }).load();
+      const db = new SQL.Database(stored!.image);
+      expect(db.exec('SELECT count(*) FROM t')[0]?.values).toEqual([[20]]);
+      db.close();
+      await storage.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('with real timers, a context waiting with lockTimeoutMs gets the lock while another enqueues in a loop, instead of STORAGE_BUSY', async () => {
+    const SQL = await loadSqlJs();
+    const shared = origin();
+    const storage = await openIndexedDbStorage(SQL, { name: 'q', ...shared }); // 50 ms / 500 ms
+    const engine = track(await engineOver(storage));
+    await storage.flush();
+    await engine.enqueue(create('first')); // this context holds the lock from here on
+    const worker = await openIndexedDbStorage(SQL, { name: 'q', ...shared, lockTimeoutMs: 2_000 });
+    let outcome: unknown;
+    const read = Promise.resolve(worker.all('SELECT count(*) AS n FROM sync_mutations')).then(
+      (rows) => {
+        outcome = rows;
+      },
+      (error: unknown) => {
+        outcome = error;
+      },
+    );
+    // Stops as soon as the worker's call settled; without a save in the write path it cannot
+    // settle before the loop ends, and then its lockTimeoutMs has long passed.
+    const started = Date.now();
+    let writes = 0;
+    while (outcome === undefined && Date.now() - started < 3_000) {
+      await engine.enqueue(create(`a${writes++}`));
+    }
+    await read;
+    expect(outcome).toEqual([{ n: expect.any(Number) }]);
+    console.info(
+      `[sql-js-indexeddb] a waiting context got the lock after ${writes} enqueues, ${Date.now() - started} ms`,
+    );
+    await worker.close();
+  });
+});
+
 describe('sql.js + IndexedDB: reads in a debounce window', () => {
   it('do not postpone the save: only writes do', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });

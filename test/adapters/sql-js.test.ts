@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, createSyncEngine, StorageError } from 'sync-core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createNodeFileSnapshot, createSqlJsStorage } from '../../adapters/sql-js/index.js';
 import { describeStorageConformance } from '../conformance/storage-conformance.js';
 import { loadSqlJs, sqlJsFileFactory, tempDir } from '../helpers/storage-factories.js';
@@ -50,6 +50,29 @@ describe('sql.js adapter', () => {
     await engine.close();
     expect(saves).toBe(1);
     expect(new SQL.Database(last).exec('SELECT COUNT(*) FROM sync_mutations')[0]?.values).toEqual([[20]]);
+  });
+
+  it('debounced mode saves at the latest maxWaitMs after the first unsaved write, even in a loop of awaited writes that never lets a timer fire', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const SQL = await loadSqlJs();
+      const saves: number[] = [];
+      const storage = createSqlJsStorage(new SQL.Database(), {
+        persist: () => void saves.push(Date.now()),
+        persistMode: { debounceMs: 50, maxWaitMs: 500 },
+      });
+      await storage.exec('CREATE TABLE t (v INTEGER)');
+      const started = Date.now();
+      for (let i = 1; i <= 120; i++) {
+        vi.setSystemTime(started + i * 10); // the clock moves; the timers are never advanced
+        await storage.run('INSERT INTO t (v) VALUES (?)', [i]);
+      }
+      // Dirty from 0 ms: saved by the write at 500 ms; dirty again from 510: saved at 1010.
+      expect(saves.map((at) => at - started)).toEqual([500, 1010]);
+      await storage.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('flush() saves pending writes on demand (e.g. on pagehide)', async () => {
