@@ -9,13 +9,14 @@
  *   it applies `runBackoffDelay(policy, consecutiveOfflineRuns, random)`; after a `throttled` run
  *   it waits for the queue's next due time but at least one first backoff (`backoffDelay(policy,
  *   1, random)`); after an `ok` run, the next due mutation;
- * - `nextAttemptDelay(policy, { attempt, random, retryAfterMs })`: each rejected mutation's own
- *   next attempt, as `outcomes.ts` records it (jittered backoff, never before Retry-After).
+ * - `nextAttemptDelay(policy, { attempt, random, retryAfterMs })`: each rejected mutation's
+ *   next attempt, as `outcomes.ts` records it (jittered backoff, never before Retry-After), with
+ *   one jitter draw per rejected batch, as `SyncRun` decides a batch.
  *
  * The device's run itself is modelled as the engine runs it (sync-run.ts): it claims every due
  * mutation (1–20 per device here, so one batch of ≤ 100, one request); connection refused → the
  * run ends `offline` (claims released, no attempt counted, `offline_runs` + 1); 429 → every
- * mutation of the batch gets its own `nextAttemptDelay` and the run ends `throttled` (its
+ * mutation of the batch gets its `nextAttemptDelay` (one draw) and the run ends `throttled` (its
  * `nextDueAt` never before Retry-After); 2xx → the mutations are confirmed. A 503 with or without
  * Retry-After takes exactly the same path as a 429 (both `retryable`, both "slow down").
  */
@@ -244,11 +245,14 @@ export function simulateFleet(options: FleetOptions): FleetResult {
       continue;
     }
 
-    // 429: every mutation of the batch is retried after its own backoff, never before Retry-After.
+    // 429: every mutation of the batch is retried after its backoff, never before Retry-After,
+    // with one jitter draw for the whole batch (as SyncRun decides a batch's outcomes).
     rejected++;
+    const draw = random();
     for (const j of due) {
       attempts[j]!++;
-      nextAttemptAt[j] = now + nextAttemptDelay(policy, { attempt: attempts[j]!, random, retryAfterMs });
+      nextAttemptAt[j] =
+        now + nextAttemptDelay(policy, { attempt: attempts[j]!, random: () => draw, retryAfterMs });
     }
     const queueDue = nextDue(d)!;
     const notBefore = retryAfterMs === undefined ? 0 : now + retryAfterMs;

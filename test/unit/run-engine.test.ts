@@ -250,6 +250,25 @@ describe('runOnce: failure classification (DESIGN.md section 5)', () => {
     expect(report.nextDueAt! - clock.now()).toBeGreaterThanOrEqual(0);
   });
 
+  it('a batch refused with 429 and no Retry-After is due again together, within its bounds: the next run sends it in one request', async () => {
+    const net = scriptedNetwork((request, call) =>
+      call === 1 ? failure({ class: 'retryable', code: 'http-429', status: 429 }) : applyAll(request, call),
+    );
+    const { engine, clock } = await setup(net.network);
+    await enqueueN(engine, 20);
+    expect((await engine.runOnce()).outcome).toBe('throttled');
+    const due = new Set((await engine.queue.list()).map((m) => m.nextAttemptAt - clock.now()));
+    // One jitter draw for the batch (a draw per mutation spread them over 15–30 s).
+    expect(due.size).toBe(1);
+    const [delay] = [...due];
+    expect(delay).toBeGreaterThanOrEqual(15_000);
+    expect(delay).toBeLessThanOrEqual(30_000);
+    clock.advance(delay!);
+    const report = await engine.runOnce();
+    expect(report.counts.pushed).toBe(20);
+    expect(net.requests).toHaveLength(2);
+  });
+
   it('per-item results are each recorded on their own (partial batch, FAULTS 21)', async () => {
     const net = scriptedNetwork((request) => ({
       type: 'results',
