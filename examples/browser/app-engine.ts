@@ -59,11 +59,17 @@ export async function openAppEngine(context: SyncContext): Promise<AppEngine> {
   // right after, and the worker must find it.
   const storage = await openIndexedDbStorage(SQL, { name: DATABASE_NAME, persistMode: 'commit' });
   await storage.exec(APP_SCHEMA);
+  // Tells the example server's request log which page load or `sync` event sent a request.
+  const instance = crypto.randomUUID();
   const engine = createSyncEngine({
     storage,
     network: createFetchNetwork({
       baseUrl: self.location.origin,
-      fetch: (url, init) => fetch(url, { ...init, headers: { ...init.headers, 'x-sync-context': context } }),
+      fetch: (url, init) =>
+        fetch(url, {
+          ...init,
+          headers: { ...init.headers, 'x-sync-context': context, 'x-sync-instance': instance },
+        }),
       credentials: async () => {
         const session = await loadSession();
         if (session === undefined) throw new Error('signed out');

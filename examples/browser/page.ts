@@ -4,9 +4,10 @@
  * Every activity is the app's own row plus its queued mutation, written in one transaction to the
  * sql.js database persisted in IndexedDB. The page then asks the browser for a Background Sync
  * (`registration.sync.register`): the service worker delivers the queue when the browser is online,
- * even after this page was closed. Where the Background Sync API is missing (Firefox, Safari), the
- * page syncs by itself on load and on every `online` event; the engine's lease and the database's
- * Web Lock keep two tabs (or a tab and the worker) from sending the same change twice.
+ * even after this page was closed. Where the Background Sync API is missing (Firefox, Safari), or
+ * `register()` rejects (the user blocked background sync for the site), the page syncs by itself on
+ * load and on every `online` event; the engine's lease and the database's Web Lock keep two tabs
+ * (or a tab and the worker) from sending the same change twice.
  *
  * @packageDocumentation
  */
@@ -68,6 +69,9 @@ async function main(): Promise<void> {
     ? 'Background Sync: the service worker delivers the queue when the browser is online, even with this page closed.'
     : 'No Background Sync API in this browser: the page syncs on load and whenever it comes back online.';
   document.body.dataset.backgroundSync = String(hasBackgroundSync);
+  /** Who sends: the worker (on the browser's `sync` event) or this page (the fallback). */
+  let syncsInPage = !hasBackgroundSync;
+  document.body.dataset.syncMode = syncsInPage ? 'page' : 'worker';
 
   const app: AppEngine = await openAppEngine('page');
   const { engine, storage } = app;
@@ -90,14 +94,34 @@ async function main(): Promise<void> {
     return running;
   };
 
+  const onOnline = (): void => void runInPage().catch(showError);
+
+  /** From now on this page sends: on `online`, on each change, and on its next loads. */
+  const syncInPage = (reason: unknown): void => {
+    if (syncsInPage) return;
+    syncsInPage = true;
+    document.body.dataset.syncMode = 'page';
+    const why = reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
+    element('mode').textContent =
+      `Background Sync is blocked for this site (${why}): the page syncs on load and whenever it comes back online.`;
+    console.warn(`[page] Background Sync unavailable, syncing from the page: ${why}`);
+    window.addEventListener('online', onOnline);
+  };
+
   /** Ask for a delivery: a Background Sync registration, or a run in the page where there is none. */
   const requestSync = async (): Promise<void> => {
-    if (registration.sync !== undefined) {
-      // Fires at once when online, or as soon as the browser is online again — in the worker.
-      await registration.sync.register(SYNC_TAG);
-    } else if (navigator.onLine) {
-      await runInPage();
+    if (!syncsInPage && registration.sync !== undefined) {
+      try {
+        // Fires at once when online, or as soon as the browser is online again — in the worker.
+        await registration.sync.register(SYNC_TAG);
+        return;
+      } catch (error) {
+        // NotAllowedError when the user (or a policy) blocked background sync for the site:
+        // nothing would ever wake the worker, so the page sends, as where the API is missing.
+        syncInPage(error);
+      }
     }
+    if (navigator.onLine) await runInPage();
   };
 
   element<HTMLFormElement>('signin').addEventListener('submit', (event) => {
@@ -141,7 +165,7 @@ async function main(): Promise<void> {
 
   // Saved after every commit already; this narrows nothing but costs nothing either.
   window.addEventListener('pagehide', () => void storage.flush().catch(() => undefined));
-  if (!hasBackgroundSync) window.addEventListener('online', () => void runInPage().catch(showError));
+  if (syncsInPage) window.addEventListener('online', onOnline);
   // What the worker did while this page was open shows up when the user comes back to it.
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') void render(engine).catch(showError);

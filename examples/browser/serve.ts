@@ -22,9 +22,18 @@ export interface ProxiedRequest {
   readonly path: string;
   /** The `x-sync-context` header the example's fetch adds: `'page'` or `'service-worker'`. */
   readonly context: string | undefined;
+  /**
+   * The `x-sync-instance` header: one id per opened engine (each page load, each `sync` event), so
+   * that two pages of one origin can be told apart.
+   */
+  readonly instance: string | undefined;
   readonly status: number;
   /** When the request arrived (ms since epoch). */
   readonly at: number;
+  /** When its response was complete, or the request failed (ms since epoch). */
+  readonly endedAt: number;
+  /** For a protocol-v1 push: the `entityId` of each mutation in its body, in body order. */
+  readonly entityIds?: readonly string[];
 }
 
 /** Options of {@link startBrowserExample}. */
@@ -43,8 +52,14 @@ export interface BrowserExample {
   readonly url: string;
   /** The reference server behind the API routes: its `log()` is what was applied, once per effect. */
   readonly api: ReferenceServer;
-  /** Every API request so far, in arrival order. */
+  /** Every API request answered so far, in the order their responses ended. */
   requests(): readonly ProxiedRequest[];
+  /**
+   * Hold every `POST /sync/push` that arrives from now on (it waits, unanswered and not yet
+   * forwarded to the reference server) until `release()` is called: a test's way to keep a run
+   * in flight while it checks what other contexts do meanwhile.
+   */
+  holdPushes(): { readonly held: () => number; release(): void };
   close(): Promise<void>;
 }
 
@@ -76,27 +91,49 @@ async function serveStatic(file: string, res: ServerResponse): Promise<void> {
   }
 }
 
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** The entity ids of a protocol-v1 push body, or `undefined` if it is not one. */
+function pushedEntityIds(body: Buffer): string[] | undefined {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { mutations?: { entityId?: unknown }[] };
+    if (!Array.isArray(parsed.mutations)) return undefined;
+    return parsed.mutations.map((m) => String(m.entityId));
+  } catch {
+    return undefined;
+  }
+}
+
 function proxy(
   req: IncomingMessage,
+  body: Buffer,
   res: ServerResponse,
   target: URL,
   record: (status: number) => void,
 ): void {
+  let status = 502;
+  res.on('close', () => record(status));
   const upstream = request(
     new URL(req.url ?? '/', target),
     { method: req.method, headers: { ...req.headers, host: target.host } },
     (answer) => {
-      record(answer.statusCode ?? 502);
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      status = answer.statusCode ?? 502;
+      res.writeHead(status, answer.headers);
       answer.pipe(res);
     },
   );
   upstream.on('error', () => {
-    record(502);
     if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
     res.end('reference server unreachable\n');
   });
-  req.pipe(upstream);
+  upstream.end(body);
 }
 
 /** Start the example server (over bundles already built into `outDir`) and its reference server. */
@@ -105,15 +142,38 @@ export async function startBrowserExample(options: BrowserExampleOptions = {}): 
   const api = await startServer({ port: 0, onError: (error) => console.error('[reference-server]', error) });
   const target = new URL(api.url);
   const log: ProxiedRequest[] = [];
+  /** While pushes are held: the ones waiting to be forwarded. */
+  let held: (() => void)[] | undefined;
+  const header = (req: IncomingMessage, name: string): string | undefined => {
+    const value = req.headers[name];
+    return typeof value === 'string' ? value : undefined;
+  };
 
   const http: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (API.test(path)) {
       const at = Date.now();
-      const header = req.headers['x-sync-context'];
-      const context = typeof header === 'string' ? header : undefined;
-      proxy(req, res, target, (status) =>
-        log.push({ method: req.method ?? 'GET', path, context, status, at }),
+      void readBody(req).then(
+        (body) => {
+          const isPush = path === '/sync/push';
+          const entityIds = isPush ? pushedEntityIds(body) : undefined;
+          const forward = () =>
+            proxy(req, body, res, target, (status) =>
+              log.push({
+                method: req.method ?? 'GET',
+                path,
+                context: header(req, 'x-sync-context'),
+                instance: header(req, 'x-sync-instance'),
+                status,
+                at,
+                endedAt: Date.now(),
+                ...(entityIds === undefined ? {} : { entityIds }),
+              }),
+            );
+          if (isPush && held !== undefined) held.push(forward);
+          else forward();
+        },
+        () => res.destroy(),
       );
       return;
     }
@@ -134,6 +194,17 @@ export async function startBrowserExample(options: BrowserExampleOptions = {}): 
     url: `http://${host}:${address.port}/`,
     api,
     requests: () => [...log],
+    holdPushes() {
+      const waiting: (() => void)[] = [];
+      held = waiting;
+      return {
+        held: () => waiting.length,
+        release() {
+          if (held === waiting) held = undefined;
+          for (const forward of waiting.splice(0)) forward();
+        },
+      };
+    },
     async close() {
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
