@@ -78,7 +78,7 @@ describe.skipIf(!hasChromium)(
         await page.goto(example.url);
         if (!(await page.evaluate(() => navigator.onLine))) {
           throw new Error(
-            'Chromium reports navigator.onLine === false: it sees no network interface besides loopback (a network-isolated container?), so Background Sync would never fire and the browser tests cannot pass. Give the container a network interface (it needs no route: the tests only use 127.0.0.1).',
+            'Chromium reports navigator.onLine === false (on Linux it counts only network interfaces besides loopback: a network-isolated container has none), so it would never fire a Background Sync event and the page would never see `online`: these tests cannot pass. Run them where the machine has a network interface besides loopback; the tests themselves only talk to 127.0.0.1.',
           );
         }
       } finally {

@@ -8,8 +8,11 @@
 import { existsSync } from 'node:fs';
 import { type Browser, chromium } from 'playwright-core';
 
-/** The Chromium executable the browser suites drive. */
-export const CHROMIUM_PATH = process.env.SYNC_CORE_CHROMIUM ?? '/usr/bin/chromium';
+/**
+ * The Chromium executable the browser suites drive: `SYNC_CORE_CHROMIUM` when set and not empty,
+ * else Debian's. `.ci/run` makes the same choice (and installs Debian's when it is missing).
+ */
+export const CHROMIUM_PATH = process.env.SYNC_CORE_CHROMIUM || '/usr/bin/chromium';
 
 /** Whether that executable exists. */
 export const hasChromium = existsSync(CHROMIUM_PATH);
