@@ -30,35 +30,122 @@ export type {
 } from './indexeddb.js';
 export { createIndexedDbSnapshot, openIndexedDbStorage } from './indexeddb.js';
 
-/** A value sql.js binds to a parameter. */
+/**
+ * A value sql.js binds to a `?` parameter: TEXT, INTEGER or REAL, BLOB, NULL. The engine binds only
+ * these; booleans and `undefined` are never passed (sql.js would reject or coerce them).
+ *
+ * @example
+ * ```ts
+ * import type { SqlJsBindValue, SqlJsDatabase } from 'sync-core/sql-js';
+ *
+ * declare const db: SqlJsDatabase;
+ * const params: SqlJsBindValue[] = ['a1', 30, null, new Uint8Array([1, 2])];
+ * db.run('INSERT INTO attachments (id, minutes, note, bytes) VALUES (?, ?, ?, ?)', params);
+ * ```
+ */
 export type SqlJsBindValue = string | number | Uint8Array | null;
 
-/** The few members of a sql.js `Statement` this adapter uses (typed structurally). */
+/**
+ * The few members of a sql.js `Statement` this adapter uses, typed structurally so that
+ * sync-core does not depend on sql.js's types: a `db.prepare()` result satisfies it. The adapter
+ * prepares, binds, steps through the rows and frees the statement within one call, synchronously.
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import type { SqlJsStatement } from 'sync-core/sql-js';
+ *
+ * const db = new (await initSqlJs()).Database();
+ * const statement: SqlJsStatement = db.prepare('SELECT ? AS answer');
+ * statement.bind([42]);
+ * while (statement.step()) console.log(statement.getAsObject()); // { answer: 42 }
+ * statement.free();
+ * ```
+ */
 export interface SqlJsStatement {
+  /** Bind the `?` parameters in order; `true` on success. Throws on a value sql.js cannot bind. */
   bind(values?: SqlJsBindValue[]): boolean;
+  /** Advance to the next row: `true` while there is one, `false` once the statement is done. */
   step(): boolean;
+  /** The current row as `{ column: value }` (INTEGER and REAL as numbers, BLOB as Uint8Array). */
   getAsObject(): Record<string, unknown>;
+  /** Release the statement's memory in the wasm heap; the adapter always calls it, even on error. */
   free(): boolean;
 }
 
-/** The few members of a sql.js `Database` this adapter uses (typed structurally). */
+/**
+ * The few members of a sql.js `Database` this adapter uses, typed structurally so that sync-core
+ * does not depend on sql.js's types: `new SQL.Database()` satisfies it. Every member is
+ * synchronous and throws on a SQLite error (the adapter maps it to a `StorageError`).
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import { createSqlJsStorage, type SqlJsDatabase } from 'sync-core/sql-js';
+ *
+ * const SQL = await initSqlJs();
+ * const db: SqlJsDatabase = new SQL.Database(); // or new SQL.Database(savedImage)
+ * const storage = createSqlJsStorage(db);
+ * ```
+ */
 export interface SqlJsDatabase {
+  /** Run one statement with optional parameters, discarding any rows. */
   run(sql: string, params?: SqlJsBindValue[]): unknown;
+  /** Run one or more statements without parameters (schema, `BEGIN`, `COMMIT`). */
   exec(sql: string): unknown;
+  /** Compile one statement for binding and stepping through its rows. */
   prepare(sql: string): SqlJsStatement;
+  /** How many rows the last INSERT, UPDATE or DELETE changed. */
   getRowsModified(): number;
+  /**
+   * The whole database as a SQLite file image. Never called inside a transaction: sql.js closes
+   * and reopens the database to export it, which would end an open transaction.
+   */
   export(): Uint8Array;
+  /** Free the database; with `closeDatabase: true` (the default) the engine's `close()` calls it. */
   close(): void;
 }
 
 /**
  * Saves an exported database image somewhere durable (a file, IndexedDB, OPFS…). Called with the
- * whole database, after committed writes. Must replace the previous image atomically (write a new
- * copy, then swap), or a crash mid-save loses both.
+ * whole database, after committed writes, one call at a time (the next waits for this one's
+ * promise). Must replace the previous image atomically (write a new copy, then swap), or a crash
+ * mid-save loses both. A rejection is reported as `STORAGE_NOT_PERSISTED` and the image is
+ * written again by the next save.
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import { createSqlJsStorage, type SqlJsPersist } from 'sync-core/sql-js';
+ *
+ * // Origin private file system (browsers): one file, replaced by one atomic write.
+ * const persist: SqlJsPersist = async (image) => {
+ *   const root = await navigator.storage.getDirectory();
+ *   const file = await root.getFileHandle('queue.sqlite', { create: true });
+ *   const writable = await file.createWritable(); // written to a swap file until close()
+ *   await writable.write(image as Uint8Array<ArrayBuffer>); // sql.js exports into a plain ArrayBuffer
+ *   await writable.close();
+ * };
+ * const storage = createSqlJsStorage(new (await initSqlJs()).Database(), { persist });
+ * ```
  */
 export type SqlJsPersist = (image: Uint8Array) => void | Promise<void>;
 
-/** Options of {@link createSqlJsStorage}. */
+/**
+ * Options of {@link createSqlJsStorage}.
+ *
+ * @example
+ * ```ts
+ * import type { SqlJsStorageOptions } from 'sync-core/sql-js';
+ *
+ * declare function saveImage(image: Uint8Array): Promise<void>;
+ * // A crash may lose up to 2 s of acknowledged writes; a burst costs one export.
+ * const options: SqlJsStorageOptions = {
+ *   persist: saveImage,
+ *   persistMode: { debounceMs: 200, maxWaitMs: 2_000 },
+ * };
+ * ```
+ */
 export interface SqlJsStorageOptions {
   /** Where committed writes are saved. Without it, the queue lives only in memory. */
   readonly persist?: SqlJsPersist;
@@ -83,9 +170,35 @@ export interface SqlJsStorageOptions {
   readonly closeDatabase?: boolean;
 }
 
-/** The sql.js storage adapter, with a way to force a pending save. */
+/**
+ * The sql.js storage adapter ({@link createSqlJsStorage} and {@link openIndexedDbStorage} both
+ * return one): a `StorageAdapter` with a way to force a pending save.
+ *
+ * @example
+ * ```ts
+ * import type { SqlJsStorage } from 'sync-core/sql-js';
+ *
+ * declare const storage: SqlJsStorage;
+ * document.addEventListener('visibilitychange', () => {
+ *   if (document.visibilityState === 'hidden') void storage.flush().catch(console.warn);
+ * });
+ * ```
+ */
 export interface SqlJsStorage extends StorageAdapter {
-  /** Save now if writes are pending (debounced mode); resolves when saved. */
+  /**
+   * Save now whatever is not saved yet, and resolve once it is; resolves at once when nothing is
+   * pending (always the case in `'commit'` mode after a successful write).
+   *
+   * - {@link createSqlJsStorage}: exports the database and calls `persist` if there are unsaved
+   *   writes (the debounce window, or an earlier save that failed), waiting for a save already
+   *   under way. Rejects with `STORAGE_NOT_PERSISTED` if `persist` fails; the writes stay
+   *   pending for the next save.
+   * - {@link openIndexedDbStorage}: also retries an earlier failed save (a write that rejected
+   *   with `STORAGE_NOT_PERSISTED`, in any mode), then releases the queue's Web Lock, so another
+   *   tab or the service worker can go on. If the save fails it rejects with
+   *   `STORAGE_NOT_PERSISTED` and the lock stays held (no other context may save over the unsaved
+   *   writes) until a save succeeds. Called with nothing pending it only releases the lock.
+   */
   flush(): Promise<void>;
 }
 
@@ -220,11 +333,30 @@ const NODE_FS = 'node:fs/promises';
 const loadNodeFs = (): Promise<typeof import('node:fs/promises')> =>
   import(/* webpackIgnore: true */ /* @vite-ignore */ NODE_FS);
 
-/** A database image saved to one file on Node, replaced atomically. */
+/**
+ * A database image saved to one file on Node, replaced atomically. Create it with
+ * {@link createNodeFileSnapshot}.
+ *
+ * @example
+ * ```ts
+ * import { createNodeFileSnapshot, type NodeFileSnapshot } from 'sync-core/sql-js';
+ *
+ * const file: NodeFileSnapshot = createNodeFileSnapshot('queue.sqlite');
+ * const image = await file.load(); // undefined on a first start
+ * if (image) await file.save(image); // e.g. copy it back after a restore
+ * ```
+ */
 export interface NodeFileSnapshot {
-  /** The saved image, or `undefined` when the file does not exist yet (a first start). */
+  /**
+   * The saved image, or `undefined` when the file does not exist yet (a first start).
+   * @throws StorageError `STORAGE_CORRUPT` when the file is empty; the file system's error when
+   *   it cannot be read.
+   */
   load(): Promise<Uint8Array | undefined>;
-  /** Write the image to a temporary file, fsync it, then rename it over the old one. */
+  /**
+   * Write the image to a temporary file next to it, fsync it, then rename it over the old one: after
+   * a crash the file holds the old image or the new one.
+   */
   save: SqlJsPersist;
 }
 
@@ -234,6 +366,21 @@ export interface NodeFileSnapshot {
  *
  * A file that exists but cannot be read is an error, never treated as "no database": starting
  * from an empty queue would silently lose every queued mutation.
+ *
+ * @throws ConfigError when `path` is not a non-empty string.
+ *
+ * @example
+ * ```ts
+ * import initSqlJs from 'sql.js';
+ * import { createSyncEngine } from 'sync-core';
+ * import { createNodeFileSnapshot, createSqlJsStorage } from 'sync-core/sql-js';
+ *
+ * const SQL = await initSqlJs();
+ * const file = createNodeFileSnapshot('/var/lib/my-app/queue.sqlite');
+ * const storage = createSqlJsStorage(new SQL.Database(await file.load()), { persist: file.save });
+ * const engine = createSyncEngine({ storage, entities: { activity: {} } });
+ * await engine.open();
+ * ```
  */
 export function createNodeFileSnapshot(path: string): NodeFileSnapshot {
   if (typeof path !== 'string' || path.length === 0) {
