@@ -56,6 +56,37 @@ class FetchAttemptError extends Error {
   }
 }
 
+/** Listeners of {@link onAbort}, per push signal. */
+const abortListeners = new WeakMap<AbortSignal, Set<() => void>>();
+
+/**
+ * Call `listener` when `signal` aborts; returns the unsubscribe. However many requests share the
+ * signal (a run's concurrent pushes, a REST batch's concurrent requests), the signal gets one
+ * listener: Node warns past ten ("possible EventTarget memory leak"), and adding and removing one
+ * per request costs more than a Set.
+ */
+function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  let listeners = abortListeners.get(signal);
+  if (listeners === undefined) {
+    const set = new Set<() => void>();
+    listeners = set;
+    abortListeners.set(signal, set);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const notify of [...set]) notify();
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  listeners.add(listener);
+  const registered = listeners;
+  return () => {
+    registered.delete(listener);
+  };
+}
+
 /** Settle with `promise`, or reject as soon as `signal` aborts (some fetches ignore signals). */
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   // The loser's rejection must not surface as an unhandled rejection.
@@ -161,11 +192,10 @@ export async function exchange(ctx: PushContext, request: HttpRequest): Promise<
 
   const controller = new AbortController();
   let ended: 'aborted' | 'timeout' | undefined;
-  const onAbort = (): void => {
+  const unsubscribe = onAbort(ctx.signal, () => {
     ended ??= 'aborted';
     controller.abort(ctx.signal.reason);
-  };
-  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
   const timer = setTimeout(() => {
     ended ??= 'timeout';
     controller.abort(new Error('timeout'));
@@ -237,7 +267,7 @@ export async function exchange(ctx: PushContext, request: HttpRequest): Promise<
     return { kind: 'response', response: { status: response.status, headers: response.headers, body } };
   } finally {
     clearTimeout(timer);
-    ctx.signal.removeEventListener('abort', onAbort);
+    unsubscribe();
   }
 }
 

@@ -2,6 +2,7 @@
  * The fetch adapter against real HTTP servers on loopback (node:http, port 0): every row of the
  * status / error mapping, both modes, credentials, and the immediate resend of p-retry.
  */
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -907,6 +908,33 @@ describe('fetch adapter: REST-resource mode', () => {
     expect(itemFailure(c)).toMatchObject({ class: 'retryable', code: 'bad-response', status: 200 });
     expect(itemFailure(u)).toMatchObject({ class: 'retryable', code: 'bad-response', status: 302 });
     expect(target.requests).toHaveLength(0);
+  });
+
+  it('20 concurrent requests of one push put one abort listener on its signal (no MaxListeners warning), and an abort still reaches every one', async () => {
+    const controller = new AbortController();
+    const observed: number[] = [];
+    let inFlight = 0;
+    let release: () => void = () => undefined;
+    const allStarted = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Every request hangs until the push is aborted (a fetch that honours its signal).
+    const hanging: FetchLike = (_url, init) => {
+      inFlight++;
+      if (inFlight === 20) release();
+      return new Promise((_resolve, reject) => {
+        init.signal?.addEventListener('abort', () => reject(init.signal?.reason), { once: true });
+      });
+    };
+    const h = rest('https://api.example.com', { fetch: hanging, restConcurrency: 20 });
+    const mutations = Array.from({ length: 20 }, (_, i) => mutation(`m${i}`));
+    const pushed = h.push(pushRequest(mutations, controller.signal));
+    await allStarted;
+    observed.push(getEventListeners(controller.signal, 'abort').length);
+    controller.abort();
+    const results = resultsOf(await pushed);
+    expect(observed).toEqual([1]);
+    expect(results.map((r) => itemFailure(r)?.class)).toEqual(new Array(20).fill('aborted'));
   });
 
   it('once a request finds the network offline, no further request starts', async () => {
