@@ -178,7 +178,9 @@ export type StorageErrorCode = Extract<
  * The database refused an operation. Whatever was being written was not saved (its transaction
  * rolled back), and what was queued before is intact.
  *
- * - `STORAGE_BUSY`: another connection held the write lock past the busy timeout; try again later.
+ * - `STORAGE_BUSY`: another connection held the write lock past the busy timeout (with
+ *   `openIndexedDbStorage`: another tab or the service worker held the queue's Web Lock past
+ *   `lockTimeoutMs`); try again later.
  * - `STORAGE_FULL`: the disk (or `max_page_count`) is full; free space.
  * - `STORAGE_CORRUPT`: the file is not a readable SQLite database; restore it, never recreate it
  *   silently (the queue would be lost).
