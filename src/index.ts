@@ -172,6 +172,7 @@ export type {
   Notice,
   NoticeBase,
   NoticeKind,
+  OverwrittenNotice,
   StuckNotice,
   SyncedNotice,
 } from './status/notice.js';

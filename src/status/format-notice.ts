@@ -16,7 +16,13 @@ import { ConfigError, describeType } from '../errors.js';
 import type { Notice, NoticeKind } from './notice.js';
 
 /** The stable key of each kind of text, for apps that translate by key. */
-export type MessageKey = 'sync.synced' | 'sync.failed' | 'sync.conflict' | 'sync.authRequired' | 'sync.stuck';
+export type MessageKey =
+  | 'sync.synced'
+  | 'sync.failed'
+  | 'sync.conflict'
+  | 'sync.overwritten'
+  | 'sync.authRequired'
+  | 'sync.stuck';
 
 /**
  * A message: one string, or one string per plural category of `{count}` (`zero`, `one`, `two`,
@@ -65,7 +71,7 @@ export interface FormatNoticeOptions {
   readonly labels?: Readonly<Record<string, EntityLabel>>;
   /**
    * What one change of any type is called, used when a synced text sums more than two entity
-   * types (`15 changes synced…`) and by the built-in conflict text (`{change}`).
+   * types (`15 changes synced…`) and by the built-in conflict and overwritten texts (`{change}`).
    * @default { one: 'change', other: 'changes' }
    */
   readonly changeLabel?: EntityLabel;
@@ -78,7 +84,10 @@ export interface FormatNoticeOptions {
 
 /** One line to show: one notice, or several of one kind read together. */
 export interface FormattedNotice {
-  /** Stable message key: `sync.synced`, `sync.failed`, `sync.conflict`, `sync.authRequired`, `sync.stuck`. */
+  /**
+   * Stable message key: `sync.synced`, `sync.failed`, `sync.conflict`, `sync.overwritten`,
+   * `sync.authRequired`, `sync.stuck`.
+   */
   readonly key: MessageKey;
   /** The text, in the built-in English or the wording of {@link FormatNoticeOptions.messages}. */
   readonly text: string;
@@ -86,8 +95,8 @@ export interface FormattedNotice {
    * What an app that translates itself needs to build the same line:
    *
    * - every key: `count` (changes, or notices for `sync.authRequired`).
-   * - `sync.failed`, `sync.conflict`, `sync.stuck`: `entity` (the entity type name) and
-   *   `entityLabel` (its label agreeing with `count`).
+   * - `sync.failed`, `sync.conflict`, `sync.overwritten`, `sync.stuck`: `entity` (the entity type
+   *   name) and `entityLabel` (its label agreeing with `count`).
    * - `sync.failed`: `message` (the server's reason) and `code` (`rejected:invalid`,
    *   `exhausted`…), each only when every notice on the line has the same one.
    * - `sync.stuck`: `since`, when the oldest of these mutations was queued (ms since epoch).
@@ -113,6 +122,10 @@ export const DEFAULT_NOTICE_MESSAGES: Readonly<Record<MessageKey, MessageTemplat
     other: '{count} {change} to {entity} need your attention',
   }),
   'sync.failed': '{count} {entity} could not be synced',
+  'sync.overwritten': Object.freeze({
+    one: "{count} {change} to {article} {entity} was replaced by the server's version",
+    other: "{count} {change} to {entity} were replaced by the server's version",
+  }),
   'sync.stuck': Object.freeze({
     one: '{count} {entity} is still waiting to sync',
     other: '{count} {entity} are still waiting to sync',
@@ -124,11 +137,19 @@ const MESSAGE_KEYS: readonly MessageKey[] = [
   'sync.authRequired',
   'sync.conflict',
   'sync.failed',
+  'sync.overwritten',
   'sync.stuck',
   'sync.synced',
 ];
 const PLURAL_CATEGORIES: readonly string[] = ['zero', 'one', 'two', 'few', 'many', 'other'];
-const NOTICE_KINDS: readonly NoticeKind[] = ['synced', 'failed', 'conflict', 'auth-required', 'stuck'];
+const NOTICE_KINDS: readonly NoticeKind[] = [
+  'synced',
+  'failed',
+  'conflict',
+  'overwritten',
+  'auth-required',
+  'stuck',
+];
 const DEFAULT_CHANGE_LABEL: EntityLabel = Object.freeze({ one: 'change', other: 'changes' });
 /** Beyond this many entity types, a synced text sums them as changes. */
 const MAX_LISTED_TYPES = 2;
@@ -154,11 +175,12 @@ export function formatNotice(notice: Notice, options?: FormatNoticeOptions): For
 
 /**
  * Format notices as few short lines, reading notices of one kind together: one line per entity
- * type for `failed`, `conflict` and `stuck` ("3 activities could not be synced"), one line for
- * all `synced` notices ("12 activities and 3 contacts synced while you were away"), one for
- * `auth-required` ("Sign in again to keep syncing"). Lines come in the order auth-required,
- * conflict, failed, stuck, synced — what needs the user first — and, within a kind, the entity type
- * with most changes first. Each line lists the ids of the notices it covers.
+ * type for `failed`, `conflict`, `overwritten` and `stuck` ("3 activities could not be synced",
+ * "2 changes to visits were replaced by the server's version"), one line for all `synced` notices
+ * ("12 activities and 3 contacts synced while you were away"), one for `auth-required` ("Sign in
+ * again to keep syncing"). Lines come in the order auth-required, conflict, failed, overwritten,
+ * stuck, synced — what needs the user first — and, within a kind, the entity type with most
+ * changes first. Each line lists the ids of the notices it covers.
  *
  * Pass one user's notices, as `engine.status.unseenNotices()` returns them. A notice id given
  * twice is read once. The input is never modified.
@@ -197,11 +219,15 @@ interface EntityGroup {
   since: number;
 }
 
-type PerEntityKind = 'conflict' | 'failed' | 'stuck';
+type PerEntityKind = 'conflict' | 'failed' | 'overwritten' | 'stuck';
+
+/** Per-entity kinds in the order their lines come: what the user has to act on first. */
+const PER_ENTITY_KINDS: readonly PerEntityKind[] = ['conflict', 'failed', 'overwritten', 'stuck'];
 
 const KEY_OF: Readonly<Record<PerEntityKind, MessageKey>> = {
   conflict: 'sync.conflict',
   failed: 'sync.failed',
+  overwritten: 'sync.overwritten',
   stuck: 'sync.stuck',
 };
 
@@ -214,6 +240,7 @@ function format(notices: readonly Notice[], options: unknown, name: string): For
   const groups: Record<PerEntityKind, Map<string, EntityGroup>> = {
     conflict: new Map(),
     failed: new Map(),
+    overwritten: new Map(),
     stuck: new Map(),
   };
 
@@ -261,7 +288,7 @@ function format(notices: readonly Notice[], options: unknown, name: string): For
     const params = { count: authIds.length };
     out.push(line('sync.authRequired', resolved, params, {}, authIds, 'attention'));
   }
-  for (const kind of ['conflict', 'failed', 'stuck'] as const) {
+  for (const kind of PER_ENTITY_KINDS) {
     const sorted = [...groups[kind].values()].sort(
       (a, b) => b.ids.length - a.ids.length || compareNames(a.entity, b.entity),
     );
@@ -289,7 +316,9 @@ function entityLine(kind: PerEntityKind, group: EntityGroup, resolved: Resolved)
     entities: `${resolved.number.format(count)} ${entityLabel}`,
     article: indefiniteArticle(singular(label)),
   };
-  const severity = kind === 'stuck' ? 'info' : 'attention';
+  // Nothing is left to do about a stuck change (it keeps retrying) or an overwritten one (the
+  // server's version stands): the user is told, not asked.
+  const severity = kind === 'stuck' || kind === 'overwritten' ? 'info' : 'attention';
   return line(KEY_OF[kind], resolved, params, values, group.ids, severity);
 }
 

@@ -6,10 +6,10 @@
  * @packageDocumentation
  */
 
-import type { Scope } from '../contracts/records.js';
+import type { Scope, Version } from '../contracts/records.js';
 
 /** The kinds of notice. */
-export type NoticeKind = 'synced' | 'failed' | 'conflict' | 'auth-required' | 'stuck';
+export type NoticeKind = 'synced' | 'failed' | 'conflict' | 'overwritten' | 'auth-required' | 'stuck';
 
 /** Fields every notice has. */
 export interface NoticeBase {
@@ -58,6 +58,40 @@ export interface ConflictNotice extends NoticeBase {
   readonly mutationId: string;
 }
 
+/**
+ * A change made on this device was dropped because the server's version won a conflict: raised when
+ * the entity type's conflict strategy is `'server-wins'` and the server answers a mutation with a
+ * version conflict (a stale base version, or an update of a record the server no longer has). One
+ * per dropped mutation, in the transaction that removes it from the queue, so the notice and the
+ * drop survive a crash together. The app's own row keeps the local edit until a pull brings the
+ * server's version over it; the user may want to look at the record and make the change again.
+ *
+ * Not raised when the app itself keeps the server's side of a manual conflict
+ * (`resolveConflict(id, { keep: 'server' })`): the user chose it. Holds no payload, local or
+ * server's.
+ *
+ * @example
+ * ```ts
+ * import type { Notice, OverwrittenNotice } from 'sync-core';
+ *
+ * const notices: Notice[] = await engine.status.unseenNotices();
+ * const overwritten = notices.filter((n): n is OverwrittenNotice => n.kind === 'overwritten');
+ * for (const n of overwritten) markRecordForReview(n.entity, n.entityId, n.serverVersion);
+ * ```
+ */
+export interface OverwrittenNotice extends NoticeBase {
+  readonly kind: 'overwritten';
+  readonly entity: string;
+  readonly entityId: string;
+  /** The dropped mutation (it is no longer in the queue). */
+  readonly mutationId: string;
+  /**
+   * The version the server reported for the record, or `null` when it reported none (a `404`/`410`
+   * to an update: the record is gone on the server).
+   */
+  readonly serverVersion: Version | null;
+}
+
 /** Credentials were refused after a refresh: the user must sign in again. At most one unseen. */
 export interface AuthRequiredNotice extends NoticeBase {
   readonly kind: 'auth-required';
@@ -77,4 +111,10 @@ export interface StuckNotice extends NoticeBase {
 }
 
 /** Any notice. Narrow on `kind`. */
-export type Notice = SyncedNotice | FailedNotice | ConflictNotice | AuthRequiredNotice | StuckNotice;
+export type Notice =
+  | SyncedNotice
+  | FailedNotice
+  | ConflictNotice
+  | OverwrittenNotice
+  | AuthRequiredNotice
+  | StuckNotice;

@@ -11,6 +11,7 @@ import type {
   ConflictNotice,
   FailedNotice,
   Notice,
+  OverwrittenNotice,
   StuckNotice,
   SyncedNotice,
 } from '../../src/status/notice.js';
@@ -40,6 +41,17 @@ function failed(
 }
 function conflict(id: string, entity: string): ConflictNotice {
   return { ...base, id, kind: 'conflict', entity, entityId: `${id}-record`, mutationId: `${id}-m` };
+}
+function overwritten(id: string, entity: string, serverVersion: number | null = 2): OverwrittenNotice {
+  return {
+    ...base,
+    id,
+    kind: 'overwritten',
+    entity,
+    entityId: `${id}-record`,
+    mutationId: `${id}-m`,
+    serverVersion,
+  };
 }
 function stuck(id: string, entity: string, since = 500): StuckNotice {
   return { ...base, id, kind: 'stuck', entity, entityId: `${id}-record`, mutationId: `${id}-m`, since };
@@ -123,6 +135,18 @@ describe('formatNotice: each kind in the built-in English', () => {
     );
   });
 
+  it("overwritten: singular with an article, plural without, the server's version named but not shown", () => {
+    expect(formatNotice(overwritten('o1', 'visit')).text).toBe(
+      "1 change to a visit was replaced by the server's version",
+    );
+    expect(formatNotice(overwritten('o1', 'activity', null)).text).toBe(
+      "1 change to an activity was replaced by the server's version",
+    );
+    expect(texts([overwritten('o1', 'contact'), overwritten('o2', 'contact', 7)])).toEqual([
+      "2 changes to contacts were replaced by the server's version",
+    ]);
+  });
+
   it('stuck: singular and plural verb', () => {
     expect(formatNotice(stuck('x1', 'activity')).text).toBe('1 activity is still waiting to sync');
     expect(texts([stuck('x1', 'activity'), stuck('x2', 'activity')])).toEqual([
@@ -166,6 +190,7 @@ describe('formatNotice: keys, params and severity', () => {
       conflict('c', 'activity'),
       authRequired('a'),
       stuck('x', 'activity'),
+      overwritten('o', 'activity'),
     ].map((n) => formatNotice(n));
     expect(lines.map(({ key, severity }) => [key, severity])).toEqual([
       ['sync.synced', 'info'],
@@ -173,6 +198,7 @@ describe('formatNotice: keys, params and severity', () => {
       ['sync.conflict', 'attention'],
       ['sync.authRequired', 'attention'],
       ['sync.stuck', 'info'],
+      ['sync.overwritten', 'info'],
     ]);
   });
 
@@ -233,6 +259,12 @@ describe('formatNotice: keys, params and severity', () => {
     expect(line!.params).toEqual({ count: 2, entity: 'activity', entityLabel: 'activities', since: 300 });
   });
 
+  it('overwritten params carry entity and label, like conflict', () => {
+    const [line] = formatNotices([overwritten('o1', 'activity', 3), overwritten('o2', 'activity', 9)]);
+    expect(line!.params).toEqual({ count: 2, entity: 'activity', entityLabel: 'activities' });
+    expect(line!.noticeIds).toEqual(['o1', 'o2']);
+  });
+
   it('auth-required params carry the count of notices', () => {
     expect(formatNotice(authRequired('a')).params).toEqual({ count: 1 });
   });
@@ -248,17 +280,22 @@ describe('formatNotices: aggregation and ordering', () => {
     synced('s2', { activity: 2, contact: 2 }),
     failed('f3', 'activity'),
     authRequired('a1'),
+    overwritten('o1', 'contact'),
     conflict('c2', 'contact'),
+    overwritten('o2', 'activity'),
     conflict('c3', 'contact'),
+    overwritten('o3', 'activity'),
   ];
 
-  it('orders auth-required, conflict, failed, stuck, synced; within a kind, most first', () => {
+  it('orders auth-required, conflict, failed, overwritten, stuck, synced; within a kind, most first', () => {
     expect(formatNotices(mixed).map(({ key, text, noticeIds }) => [key, text, noticeIds])).toEqual([
       ['sync.authRequired', 'Sign in again to keep syncing', ['a1']],
       ['sync.conflict', '2 changes to contacts need your attention', ['c2', 'c3']],
       ['sync.conflict', '1 change to an activity needs your attention', ['c1']],
       ['sync.failed', '2 activities could not be synced', ['f2', 'f3']],
       ['sync.failed', '1 contact could not be synced', ['f1']],
+      ['sync.overwritten', "2 changes to activities were replaced by the server's version", ['o2', 'o3']],
+      ['sync.overwritten', "1 change to a contact was replaced by the server's version", ['o1']],
       ['sync.stuck', '1 activity is still waiting to sync', ['x1']],
       ['sync.synced', '12 activities and 3 contacts synced while you were away', ['s1', 's2']],
     ]);
@@ -348,6 +385,9 @@ describe('labels', () => {
     expect(texts([conflict('c', 'contact')], options)).toEqual([
       '1 update to a contact needs your attention',
     ]);
+    expect(texts([overwritten('o1', 'contact'), overwritten('o2', 'contact')], options)).toEqual([
+      "2 updates to contacts were replaced by the server's version",
+    ]);
   });
 });
 
@@ -366,6 +406,10 @@ describe('locales and messages', () => {
           other: '{count} endringer trenger oppmerksomheten din',
         },
         'sync.authRequired': 'Logg inn på nytt for å fortsette synkroniseringen',
+        'sync.overwritten': {
+          one: '{count} endring av en {entity} ble erstattet av serverens versjon',
+          other: '{count} endringer av {entity} ble erstattet av serverens versjon',
+        },
       },
     };
     expect(
@@ -373,7 +417,10 @@ describe('locales and messages', () => {
         [
           synced('s', { activity: 12, contact: 3 }),
           conflict('c1', 'contact'),
+          overwritten('o1', 'contact'),
           conflict('c2', 'activity'),
+          overwritten('o2', 'activity'),
+          overwritten('o3', 'activity'),
           conflict('c3', 'activity'),
           authRequired('a'),
         ],
@@ -383,6 +430,8 @@ describe('locales and messages', () => {
       'Logg inn på nytt for å fortsette synkroniseringen',
       '2 endringer trenger oppmerksomheten din',
       '1 endring trenger oppmerksomheten din',
+      '2 endringer av aktiviteter ble erstattet av serverens versjon',
+      '1 endring av en kontakt ble erstattet av serverens versjon',
       '12 aktiviteter og 3 kontakter ble synkronisert mens du var borte',
     ]);
   });
@@ -407,6 +456,28 @@ describe('locales and messages', () => {
     expect(texts(stuckContacts(3), options)).toEqual(['3 kontakty wciąż czekają na synchronizację']);
     expect(texts(stuckContacts(5), options)).toEqual(['5 kontaktów wciąż czeka na synchronizację']);
     expect(texts(stuckContacts(22), options)).toEqual(['22 kontakty wciąż czekają na synchronizację']);
+    const overwrittenContacts = (n: number) =>
+      Array.from({ length: n }, (_, i) => overwritten(`o${i}`, 'contact', i));
+    const overwrittenOptions: FormatNoticeOptions = {
+      ...options,
+      messages: {
+        'sync.overwritten': {
+          one: '{count} {entity}: zmiana zastąpiona wersją z serwera',
+          few: '{count} {entity}: zmiany zastąpione wersją z serwera',
+          many: '{count} {entity}: zmian zastąpionych wersją z serwera',
+          other: '{count} {entity}: zmiany zastąpione wersją z serwera',
+        },
+      },
+    };
+    expect(texts(overwrittenContacts(1), overwrittenOptions)).toEqual([
+      '1 kontakt: zmiana zastąpiona wersją z serwera',
+    ]);
+    expect(texts(overwrittenContacts(3), overwrittenOptions)).toEqual([
+      '3 kontakty: zmiany zastąpione wersją z serwera',
+    ]);
+    expect(texts(overwrittenContacts(5), overwrittenOptions)).toEqual([
+      '5 kontaktów: zmian zastąpionych wersją z serwera',
+    ]);
     expect(texts([synced('s', { contact: 12, note: 2 })], options)).toEqual([
       // `note` has no Polish label: the English fallback is the app's to replace.
       'Zsynchronizowano: 12 kontaktów i 2 notes',
@@ -428,6 +499,12 @@ describe('locales and messages', () => {
     // Without messages, the built-in English templates pick `other` for Polish `few`.
     expect(texts([stuck('1', 'activity'), stuck('2', 'activity')], { locale: 'pl' })).toEqual([
       '2 activities are still waiting to sync',
+    ]);
+    expect(texts([overwritten('1', 'visit'), overwritten('2', 'visit')], { locale: 'pl' })).toEqual([
+      "2 changes to visits were replaced by the server's version",
+    ]);
+    expect(texts([overwritten('1', 'visit')], { locale: 'pl' })).toEqual([
+      "1 change to a visit was replaced by the server's version",
     ]);
   });
 
@@ -468,6 +545,7 @@ describe('locales and messages', () => {
       'sync.authRequired',
       'sync.conflict',
       'sync.failed',
+      'sync.overwritten',
       'sync.stuck',
       'sync.synced',
     ]);
@@ -512,7 +590,7 @@ describe('invalid options and notices throw a ConfigError', () => {
     [
       'unknown message key',
       () => formatNotices(one, { messages: { 'sync.faild': 'x' } as never }),
-      'messages: expected keys among sync.authRequired, sync.conflict, sync.failed, sync.stuck, sync.synced, got "sync.faild"',
+      'messages: expected keys among sync.authRequired, sync.conflict, sync.failed, sync.overwritten, sync.stuck, sync.synced, got "sync.faild"',
     ],
     [
       'message without other',
@@ -534,7 +612,7 @@ describe('invalid options and notices throw a ConfigError', () => {
     [
       'unknown kind',
       () => formatNotices([...one, { ...base, id: 'z', kind: 'exploded' } as never]),
-      'notices[1].kind: expected one of synced, failed, conflict, auth-required, stuck, got "exploded"',
+      'notices[1].kind: expected one of synced, failed, conflict, overwritten, auth-required, stuck, got "exploded"',
     ],
     [
       'notice without id',
@@ -545,6 +623,11 @@ describe('invalid options and notices throw a ConfigError', () => {
       'synced count not an integer',
       () => formatNotice(synced('s', { activity: 1.5 })),
       'notice.counts["activity"]: expected a non-negative integer, got number',
+    ],
+    [
+      'overwritten without entity',
+      () => formatNotice({ ...overwritten('o', 'activity'), entity: undefined } as never),
+      'notice.entity: expected an entity type name, got undefined',
     ],
     [
       'failed without entity',
