@@ -85,8 +85,9 @@ export interface MutationFailedEvent {
 
 /**
  * `conflict:detected`: the server reported a version conflict for a mutation, and the entity
- * type's strategy handled it: `manual` (it waits for `resolveConflict`), `server-wins` (dropped),
- * `client-wins` or `merge` (rebased on the server's version and sent again).
+ * type's strategy handled it: `manual` (it waits for `resolveConflict`), `server-wins` (dropped,
+ * with an `overwritten` notice), `client-wins` or `merge` (rebased on the server's version and sent
+ * again).
  */
 export interface ConflictDetectedEvent {
   readonly id: string;

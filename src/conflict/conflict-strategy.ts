@@ -32,8 +32,8 @@ export type MergeFunction = (
  *
  * - `'manual'` (default): both versions are stored, the mutation waits in state `conflict`, a
  *   notice is raised, later mutations of the record wait; the app calls `resolveConflict`.
- * - `'server-wins'`: the local change is dropped (the server's version stands); later mutations of
- *   the record proceed.
+ * - `'server-wins'`: the local change is dropped (the server's version stands), an `overwritten`
+ *   notice tells the user on the next launch; later mutations of the record proceed.
  * - `'client-wins'`: the local change is resent against the server's current version.
  * - a {@link MergeFunction}: its result is resent against the server's current version.
  *

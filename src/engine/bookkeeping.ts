@@ -16,8 +16,9 @@ export function appTransaction(tx: GuardedExecutor): AppTransaction {
 
 /**
  * What must change together with recorded outcomes, in the same transaction (FAULTS.md 7: after a
- * crash, the status agrees with the queue): the `synced` counts, dead-letter and conflict notices,
- * stored conflicts, and the rewrite of queued mutations when the server assigned its own id.
+ * crash, the status agrees with the queue): the `synced` counts, dead-letter, conflict and
+ * overwritten (server-wins) notices, stored conflicts, and the rewrite of queued mutations when the
+ * server assigned its own id.
  */
 export async function applyBookkeeping(
   tx: GuardedExecutor,
@@ -92,6 +93,11 @@ export async function applyBookkeeping(
         ],
       );
       if (manual) await ctx.status.addConflict(tx, ctx.scope, m);
+      if (d.conflict.resolution === 'server-wins') {
+        // DESIGN.md section 6, server-wins: "drop local, notice". The drop commits in this same
+        // transaction, so after a crash there is a notice exactly when the change left the queue.
+        await ctx.status.addOverwritten(tx, ctx.scope, m, d.conflict.version);
+      }
     }
     if (d.assignedId !== undefined) await assignId(tx, ctx, m.entity, m.entityId, d.assignedId);
   }

@@ -114,9 +114,10 @@ function abortedInFlight(mutation: Mutation, ctx: DecisionContext): Decision {
 
 /**
  * A version conflict, resolved by the entity type's strategy (DESIGN.md section 6): manual
- * (stored, waits for the user), server-wins (dropped), client-wins or a merge (rebased on the
- * server's version and sent again at once). Never retried blindly: a rebase carries the version the
- * server reported, and a record that keeps conflicting falls back to manual.
+ * (stored, waits for the user), server-wins (dropped; bookkeeping raises its `overwritten` notice),
+ * client-wins or a merge (rebased on the server's version and sent again at once). Never retried
+ * blindly: a rebase carries the version the server reported, and a record that keeps conflicting
+ * falls back to manual.
  */
 function conflict(mutation: Mutation, server: ServerSide, ctx: DecisionContext, message?: string): Decision {
   const entity = ctx.entities.get(mutation.entity);

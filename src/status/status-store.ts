@@ -1,5 +1,5 @@
 import type { Clock, RandomSource } from '../contracts/clock.js';
-import type { Scope } from '../contracts/records.js';
+import type { Scope, Version } from '../contracts/records.js';
 import type { RunCounts } from '../engine/sync-run.js';
 import { uuidV4 } from '../queue/ids.js';
 import { parseScopeKey, scopeKey } from '../queue/scope.js';
@@ -153,6 +153,24 @@ export class StatusStore {
       entity: m.entity,
       entityId: m.entityId,
       mutationId: m.id,
+    });
+  }
+
+  /**
+   * A mutation was dropped because the server's version won its conflict (strategy
+   * `server-wins`). One per mutation: its id is the dedupe key.
+   */
+  async addOverwritten(
+    tx: Executor,
+    scope: Scope,
+    m: NoticeSubject,
+    serverVersion: Version | null,
+  ): Promise<void> {
+    await this.#raise(tx, scope, 'overwritten', `overwritten:${m.id}`, {
+      entity: m.entity,
+      entityId: m.entityId,
+      mutationId: m.id,
+      serverVersion,
     });
   }
 

@@ -130,6 +130,81 @@ describe('conflict strategies against the reference server', () => {
     expect(await engine.conflicts()).toEqual([]);
   });
 
+  it("server-wins: one unseen 'overwritten' notice per dropped mutation, raised with the drop, survives a restart, hidden once acknowledged", async () => {
+    const clock = manualClock(Date.now());
+    const first = await client({ contact: { conflict: 'server-wins' } }, { clock });
+    const engine = first.engine;
+    // Two stale edits of c1 (the second waits behind the first, then conflicts too) and one of c2.
+    const a = await staleUpdate(engine);
+    const b = await engine.enqueue({
+      entity: 'contact',
+      op: 'update',
+      entityId: 'c1',
+      data: { phone: '456' },
+      baseVersion: 1,
+    });
+    server.put(SCOPE, 'contact', 'c2', { name: 'Grace' });
+    server.put(SCOPE, 'contact', 'c2', { name: 'Grace', city: 'Paris' });
+    server.put(SCOPE, 'contact', 'c2', { name: 'Grace', city: 'Lyon' });
+    const c = await engine.enqueue({
+      entity: 'contact',
+      op: 'update',
+      entityId: 'c2',
+      data: { phone: '789' },
+      baseVersion: 1,
+    });
+    const report = await engine.runOnce();
+    expect(report.counts).toMatchObject({ resolved: 3, conflicted: 0, pushed: 0 });
+    expect(await engine.queue.stats()).toMatchObject({ total: 0 });
+
+    const expected = [
+      { mutationId: a.id, entityId: 'c1', serverVersion: 2 },
+      { mutationId: b.id, entityId: 'c1', serverVersion: 2 },
+      { mutationId: c.id, entityId: 'c2', serverVersion: 3 },
+    ].map((n) => ({
+      id: expect.any(String),
+      kind: 'overwritten',
+      scope: SCOPE,
+      createdAt: expect.any(Number),
+      updatedAt: expect.any(Number),
+      seenAt: null,
+      entity: 'contact',
+      ...n,
+    }));
+    const byMutation = (x: { mutationId: string }, y: { mutationId: string }) =>
+      x.mutationId < y.mutationId ? -1 : 1;
+    const overwrittenOf = async (e: typeof engine) =>
+      (await e.status.unseenNotices()).filter((n) => n.kind === 'overwritten');
+    // Exactly these fields: no payload of either side (FAULTS.md 33).
+    expect((await overwrittenOf(engine)).sort(byMutation)).toEqual(expected.sort(byMutation));
+    expect(await engine.conflicts()).toEqual([]);
+    // Another run finds nothing to send and raises nothing again.
+    expect((await engine.runOnce()).counts.batches).toBe(0);
+    expect(await overwrittenOf(engine)).toHaveLength(3);
+    await engine.close();
+
+    // Next launch: a new engine on the same file reads them, shows them, acknowledges them.
+    const second = await client({ contact: { conflict: 'server-wins' } }, { clock, file: first.file });
+    const notices = await overwrittenOf(second.engine);
+    expect(notices.sort(byMutation)).toEqual(expected.sort(byMutation));
+    expect(await second.engine.status.acknowledge(notices.map((n) => n.id))).toBe(3);
+    expect(await overwrittenOf(second.engine)).toEqual([]);
+    expect((await second.engine.status.snapshot()).unseenNotices).toBe(0);
+  });
+
+  it("client-wins and a merge raise no 'overwritten' notice: the local change is sent", async () => {
+    const { engine } = await client({
+      contact: { conflict: 'client-wins' },
+      note: { conflict: (local, serverData) => ({ ...(serverData as object), ...(local as object) }) },
+    });
+    await staleUpdate(engine, 'contact');
+    await staleUpdate(engine, 'note');
+    const report = await engine.runOnce();
+    expect(report.counts).toMatchObject({ resolved: 2, pushed: 2, conflicted: 0 });
+    const notices = await engine.status.unseenNotices();
+    expect(notices.map((n) => n.kind)).toEqual(['synced']);
+  });
+
   it('client-wins: resent against the server version in the same run', async () => {
     const { engine } = await client({ contact: { conflict: 'client-wins' } });
     await staleUpdate(engine);
@@ -311,6 +386,32 @@ describe('app hooks', () => {
     expect(ok.counts.pushed).toBe(1);
     expect(server.log()).toHaveLength(1);
     expect(server.stats().duplicates).toBe(1);
+  });
+
+  it("a server-wins drop rolled back with its batch leaves no 'overwritten' notice; recorded again, exactly one", async () => {
+    let failures = 1;
+    const { engine } = await client({
+      activity: {
+        conflict: 'server-wins',
+        onIdAssigned: async () => {
+          if (failures-- > 0) throw new Error('app bug');
+        },
+      },
+    });
+    // In one request and one recording transaction: the drop's notice is written first, then the
+    // create's hook throws and takes the whole transaction back.
+    const stale = await staleUpdate(engine, 'activity');
+    await engine.enqueue({ entity: 'activity', op: 'create', entityId: 'local', data: {} });
+    const failed = await engine.runOnce();
+    expect(failed.error?.code).toBe('HOOK_FAILED');
+    expect(await engine.queue.get(stale.id)).toMatchObject({ state: 'pending' });
+    expect(await engine.status.unseenNotices()).toEqual([]);
+
+    const ok = await engine.runOnce();
+    expect(ok.counts).toMatchObject({ resolved: 1, pushed: 1 });
+    expect(await engine.queue.get(stale.id)).toBeUndefined();
+    const overwritten = (await engine.status.unseenNotices()).filter((n) => n.kind === 'overwritten');
+    expect(overwritten).toMatchObject([{ mutationId: stale.id, entity: 'activity', entityId: 'c1' }]);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
- * Model-based test of the WHOLE engine (DESIGN.md section 7, invariants 1–6) with
- * `fc.asyncModelRun`.
+ * Model-based test of the WHOLE engine (DESIGN.md section 7, invariants 1–6, and 8 for server-wins)
+ * with `fc.asyncModelRun`.
  *
  * The real system: `createSyncEngine` over better-sqlite3 on a temporary FILE, in front of the
  * `sync-core/testing` model server and faulty network, on a fake clock with fake timers. A second
@@ -45,7 +45,9 @@
  *    carries only that user's mutations, also when the user signs out or switches mid-run;
  * 6. single flight: `run:started`/`run:finished` never overlap on the database; a concurrent
  *    `runOnce` (same engine, or another process) is refused; a crashed run's lease holds until it
- *    expires, then the next run takes over.
+ *    expires, then the next run takes over;
+ * 8. truthful status, for server-wins: every mutation the engine announced dropped has exactly one
+ *    `overwritten` notice (until its user is purged), and no such notice names a queued mutation.
  *
  * At the end the queue is drained on a healthy network, for both users, and must empty
  * (liveness: head-of-line blocking is never global) with `checkDelivery` ok.
@@ -308,6 +310,11 @@ interface EngineModel {
   readonly keyToId: Map<string, string>;
   /** Ids handed out inside transactions that rolled back: never to be seen again. */
   readonly ghosts: Set<string>;
+  /**
+   * Mutations the engine announced dropped by server-wins, whose user was not purged since: each
+   * must have its `overwritten` notice (invariant 8; the model never acknowledges notices).
+   */
+  readonly overwritten: Set<string>;
   /** Rows of the app's own table written by committed transactions. */
   appRows: number;
   /** Records the app has created (or tried to). */
@@ -659,8 +666,10 @@ class EngineUnderTest {
         this.violation(`${describeTracked(t)} conflict reported after a '${t.lastSend?.answer}' answer`);
       }
       if (t.lastSentKey !== undefined) t.refusedKeys.add(t.lastSentKey);
-      if (e.resolution === 'server-wins') t.fate = 'dropped';
-      else {
+      if (e.resolution === 'server-wins') {
+        t.fate = 'dropped';
+        model.overwritten.add(t.id);
+      } else {
         t.attempts++;
         if (e.resolution !== 'manual') model.stats.rebases++;
       }
@@ -934,6 +943,26 @@ class EngineUnderTest {
       missing: [],
       unexpected: [],
     });
+
+    // Invariant 8 for server-wins: every drop the engine announced left exactly one `overwritten`
+    // notice, and no notice names a mutation still queued (the drop and its notice commit
+    // together, crash or not). Events come only after a commit, so a drop cut off by a crash
+    // before its event may have a notice the model does not know of: that direction is not checked.
+    const noticed = (
+      this.main.db.prepare("SELECT data FROM sync_notices WHERE kind = 'overwritten'").all() as {
+        data: string;
+      }[]
+    ).map((row) => (JSON.parse(row.data) as { mutationId: string }).mutationId);
+    expect(
+      {
+        twice: noticed.filter((id, i) => noticed.indexOf(id) !== i),
+        queued: noticed.filter((id) => listedIds.has(id)),
+        unnoticed: [...model.overwritten]
+          .filter((id) => !noticed.includes(id))
+          .map((id) => describeTracked(model.mutations.get(id)!)),
+      },
+      `invariant 8: overwritten notices vs server-wins drops (${where})`,
+    ).toEqual({ twice: [], queued: [], unnoticed: [] });
     let lastOrdinal = -1;
     // A row rewritten after the wall clock was set back (a merge, a recovered claim) keeps its
     // schedule: the distance may grow by however far the clock went back.
@@ -1415,6 +1444,10 @@ class LogoutLoginCommand implements EngineCommand {
       model.stats.purges++;
       expect(purged, 'a purge removes exactly the leaving user’s queue').toBe(before.length);
       for (const m of before) model.mutations.get(m.id)!.fate = 'purged';
+      // A purge deletes the leaving user's notices with the queue.
+      for (const id of model.overwritten) {
+        if (model.mutations.get(id)!.scopeKey === scopeKey(leaving)) model.overwritten.delete(id);
+      }
     } else {
       expect(purged).toBe(0);
       const kept = await engine.queue.list({ scope: leaving, limit: 1000 });
@@ -1766,6 +1799,7 @@ function engineModelProperty(name: string, weights: Weights) {
       acked: [],
       keyToId: new Map(),
       ghosts: new Set(),
+      overwritten: new Set(),
       appRows: 0,
       created: new Set(),
       maxRetryAfterMs: config.faultRate > 0 ? 20_000 : 0,
@@ -1805,7 +1839,7 @@ describe('the whole engine against a model (better-sqlite3 file, model server, f
   });
 
   it(
-    'invariants 1–6 (no loss, effectively once, per-record order, bounded backoff, scope isolation, single flight) hold after every command, and the drained queue has lost = duplicated = outOfOrder = ∅',
+    'invariants 1–6 (no loss, effectively once, per-record order, bounded backoff, scope isolation, single flight) and 8 for server-wins (one overwritten notice per dropped mutation) hold after every command, and the drained queue has lost = duplicated = outOfOrder = ∅',
     async () => {
       await fc.assert(
         engineModelProperty('mixed', { enqueue: 6, run: 5, crash: 1, midRunInterrupt: 2, logout: 1 }),
@@ -1816,7 +1850,7 @@ describe('the whole engine against a model (better-sqlite3 file, model server, f
   );
 
   it(
-    'invariants 1, 2, 5 and 6 across crashes and user switches: a process killed at any request (before it, after the server applied it, inside a transaction) loses nothing, applies nothing twice, never sends a signed-out user’s mutations, and its lease holds until it expires',
+    'invariants 1, 2, 5, 6 and 8 across crashes and user switches: a process killed at any request (before it, after the server applied it, inside a transaction) loses nothing, applies nothing twice, never sends a signed-out user’s mutations, its lease holds until it expires, and a server-wins drop commits with its overwritten notice',
     async () => {
       await fc.assert(
         engineModelProperty('crash-and-users', {
