@@ -161,6 +161,15 @@ const CLAIM_SQL = `UPDATE sync_mutations
 type ClaimedRow = Omit<MutationRow, 'scope' | 'bytes' | 'state' | 'sent' | 'updated_at'>;
 
 function toClaimed(row: ClaimedRow, scope: Scope, now: number): Mutation {
+  return buildMutation(row, scope, 'inflight', now);
+}
+
+function toMutation(row: MutationRow): Mutation {
+  return buildMutation(row, parseScopeKey(row.scope), row.state, row.updated_at);
+}
+
+/** A `Mutation` from its row; scope, state and `updatedAt` come from the caller (a claim knows them). */
+function buildMutation(row: ClaimedRow, scope: Scope, state: MutationState, updatedAt: number): Mutation {
   return {
     seq: row.seq,
     id: row.id,
@@ -172,33 +181,12 @@ function toClaimed(row: ClaimedRow, scope: Scope, now: number): Mutation {
     data: fromJsonColumn<JsonValue>(row.data),
     baseVersion: fromJsonColumn<Version>(row.base_version),
     dependsOn: fromJsonColumn<string[]>(row.depends_on) ?? [],
-    state: 'inflight',
+    state,
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
     lastError: fromJsonColumn<MutationError>(row.last_error),
     createdAt: row.created_at,
-    updatedAt: now,
-  };
-}
-
-function toMutation(row: MutationRow): Mutation {
-  return {
-    seq: row.seq,
-    id: row.id,
-    key: row.key,
-    scope: parseScopeKey(row.scope),
-    entity: row.entity,
-    entityId: row.entity_id,
-    op: row.op,
-    data: fromJsonColumn<JsonValue>(row.data),
-    baseVersion: fromJsonColumn<Version>(row.base_version),
-    dependsOn: fromJsonColumn<string[]>(row.depends_on) ?? [],
-    state: row.state,
-    attempts: row.attempts,
-    nextAttemptAt: row.next_attempt_at,
-    lastError: fromJsonColumn<MutationError>(row.last_error),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
+    updatedAt,
   };
 }
 
