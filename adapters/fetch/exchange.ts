@@ -68,23 +68,20 @@ const abortListeners = new WeakMap<AbortSignal, Set<() => void>>();
 function onAbort(signal: AbortSignal, listener: () => void): () => void {
   let listeners = abortListeners.get(signal);
   if (listeners === undefined) {
-    const set = new Set<() => void>();
-    listeners = set;
-    abortListeners.set(signal, set);
+    const created = new Set<() => void>();
+    abortListeners.set(signal, created);
     signal.addEventListener(
       'abort',
       () => {
-        for (const notify of [...set]) notify();
-        set.clear();
+        for (const notify of [...created]) notify();
+        created.clear();
       },
       { once: true },
     );
+    listeners = created;
   }
   listeners.add(listener);
-  const registered = listeners;
-  return () => {
-    registered.delete(listener);
-  };
+  return listeners.delete.bind(listeners, listener);
 }
 
 /** Settle with `promise`, or reject as soon as `signal` aborts (some fetches ignore signals). */
